@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine (see README.md):
+#   make demo   installs into .venv and runs the CPU quickstart sweep on an embedded local Ray
+#   make test   installs into .venv and runs the linter and the test suite
+# TORCH picks the torch build: the default pin is a CPU wheel on CPU-only machines and PyPI's
+# CUDA wheel elsewhere; e.g. `make test TORCH='torch==2.13.0'`.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/arbiter sweep --template quickstart.toml --gpus 0 --dry-run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,229 @@
+"""The `arbiter` command line: parsing, dispatch, and one-line errors with exit code 2.
+
+Commands import what they need when they run, so `validate` and `templates` never import Ray or
+torch and the command line starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from arbiter import __version__
+from arbiter.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_READY = 3
+DEFAULT_STORAGE = "~/arbiter_results"
+
+
+class NotReady(Exception):
+    """A command whose flags are fixed but whose implementation has not landed yet."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2), like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"arbiter: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except NotReady as exc:
+        print(f"arbiter {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NOT_READY
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="arbiter", description="Transformer sweeps on Ray Tune.")
+    parser.add_argument("--version", action="version", version=f"arbiter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sweep = commands.add_parser("sweep", help="run a sweep template on Ray Tune")
+    sweep.add_argument(
+        "--template", required=True, help="template path or name (see `arbiter templates`)"
+    )
+    sweep.add_argument("--gpus", type=_count, help="GPUs to use, one trial each (0: CPU trials)")
+    sweep.add_argument(
+        "--cpus-per-trial", type=_positive, default=1, help="CPUs each trial reserves"
+    )
+    sweep.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT")
+    _storage_flag(sweep)
+    sweep.add_argument("--name", help="experiment name (default: template name and a timestamp)")
+    _set_flag(sweep)
+    sweep.add_argument(
+        "--dashboard-host", default="127.0.0.1", help="where the Ray dashboard listens"
+    )
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="list the trials and their cost; start nothing"
+    )
+    sweep.set_defaults(run=_sweep)
+
+    for verb, text in (
+        ("resume", "resume an interrupted sweep"),
+        ("status", "show a sweep's trials"),
+        ("report", "summarise a finished sweep"),
+    ):
+        command = commands.add_parser(verb, help=text)
+        command.add_argument("experiment", metavar="NAME|PATH", help="experiment name or folder")
+        _storage_flag(command)
+        if verb == "status":
+            command.add_argument("--json", action="store_true", help="print a JSON object")
+        if verb == "report":
+            command.add_argument(
+                "--out", type=Path, help="folder for the report (default: in the experiment)"
+            )
+        command.set_defaults(run=_not_ready)
+
+    train = commands.add_parser("train", help="train one run without Ray (the legacy flow)")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="a run config file")
+    source.add_argument(
+        "--tier", choices=("high_vram", "low_vram", "auto"), help="a legacy hardware tier"
+    )
+    _set_flag(train)
+    train.add_argument("--out", type=Path, help="output folder (default: runs/<config name>)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --out"
+    )
+    train.set_defaults(run=_train)
+
+    validate = commands.add_parser(
+        "validate", help="check config files and every trial of templates"
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _set_flag(validate)
+    validate.set_defaults(run=_validate)
+
+    templates = commands.add_parser("templates", help="list the sweep templates")
+    templates.set_defaults(run=_templates)
+    return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from arbiter.dry_run import print_dry_run
+    from arbiter.loading import load_config
+    from arbiter.templates import find_template
+    from arbiter.trials import plan_trials
+
+    path = find_template(args.template)
+    template = load_config(path, args.set)
+    if template.sweep is None:
+        raise UserError(
+            f"{path}: has no [sweep] table; it is a run config (use `arbiter train --config`)"
+        )
+    trials = plan_trials(template, str(path))
+    storage_root(args.storage)
+    if args.dry_run:
+        print_dry_run(path, template, trials, args.gpus)
+        return 0
+    raise NotReady("running a sweep on Ray Tune is not implemented yet; --dry-run shows its trials")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from arbiter.loading import load_config
+    from arbiter.templates import tier_config
+
+    if args.config is None and args.tier in (None, "auto"):
+        raise NotReady(
+            "the tier menu and --tier auto are not implemented yet; use --config or --tier"
+        )
+    load_config(args.config or tier_config(args.tier), args.set)
+    raise NotReady("the training core is not implemented yet; the config above is valid")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from arbiter.loading import load_config
+    from arbiter.trials import plan_trials
+
+    failed = 0
+    for path in args.files:
+        try:
+            config = load_config(path, args.set)
+            trials = plan_trials(config, str(path))
+        except UserError as exc:
+            print(f"arbiter: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        kind = f"template, {len(trials)} trials" if config.sweep else "run config"
+        print(f"ok  {path}  ({kind})")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from arbiter.loading import load_config
+    from arbiter.templates import list_templates
+    from arbiter.trials import plan_trials
+    from arbiter.ui import console
+
+    table = Table("template", "trials", "description", box=None, header_style="bold")
+    for path in list_templates():
+        config = load_config(path)
+        trials = len(plan_trials(config, str(path))) if config.sweep else "-"
+        table.add_row(path.name, str(trials), config.description)
+    console().print(table)
+    return 0
+
+
+def _not_ready(args: argparse.Namespace) -> int:
+    raise NotReady("not implemented yet: it arrives with the sweep runner")
+
+
+def storage_root(flag: str | None) -> Path:
+    """The experiments folder: --storage, else $ARBITER_STORAGE, else ~/arbiter_results.
+
+    Only checked here, never created: a dry run or a refused sweep writes nothing.
+    """
+    path = Path(os.path.expanduser(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE))
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--storage {path}: is a file; give a folder for experiments")
+    return path
+
+
+def _storage_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", help=f"experiments folder (default: $ARBITER_STORAGE or {DEFAULT_STORAGE})"
+    )
+
+
+def _set_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. training.weight_decay=0.5 (repeatable)",
+    )
+
+
+def _count(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None

@@ -1,0 +1,317 @@
+"""The validated configuration of a run or a sweep template: one pydantic model per TOML table.
+
+Every entry point (the command line, a Tune trial, a test) builds its run from a `Config`. Unknown
+keys are errors (`extra="forbid"`); cross-field rules raise `KeyProblem` naming the dotted key, so
+the loader can print `file: key: problem`. Each field's docstring is its documentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from arbiter.errors import KeyProblem
+from arbiter.space import Axis, expand, parse_space
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+# Operations of the built-in modular-arithmetic task, as written in TOML.
+OPERATIONS = ("add", "sub", "mul", "div", "x^2+y^2", "x^3+xy", "x^2+xy+y^2")
+# Operations that divide by b need b invertible mod p for every b != 0: p must be prime.
+PRIME_OPERATIONS = ("div",)
+# A modular example is the sequence [a, op, b, =]; the answer is predicted at the last position.
+MODULAR_SEQ_LEN = 4
+# Tokens beyond the residues 0..p-1: the operation token and "=".
+MODULAR_EXTRA_TOKENS = 2
+# Token files are uint16 (the nanoGPT convention).
+MAX_TOKEN_VOCAB = 2**16
+
+
+class Section(BaseModel):
+    """Common settings: unknown keys are errors and field docstrings become descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class ModelConfig(Section):
+    """`[model]`: the decoder-only transformer ("theos" family)."""
+
+    name: str = "theos"
+    """A label for the architecture, shown in reports."""
+    dim: int = Field(128, gt=0)
+    """Width of the residual stream (d_model)."""
+    n_layers: int = Field(2, gt=0)
+    """Number of transformer blocks: deep-and-narrow models have many layers and a small dim."""
+    n_heads: int = Field(4, gt=0)
+    """Attention heads; the head size dim / n_heads must be an even integer (rotary embeddings)."""
+    vocab_size: int | None = Field(None, gt=1)
+    """Vocabulary size. Derived for the modular task (modulus + 2) and may be omitted there."""
+    mlp: Literal["swiglu", "gelu"] = "swiglu"
+    """MLP type: SwiGLU (three matrices) or GELU (two matrices)."""
+    mlp_dim: int = Field(0, ge=0)
+    """MLP hidden width; 0: 4*dim for gelu, 8*dim/3 rounded up to a multiple of 64 for swiglu."""
+    tie_embeddings: bool = False
+    """Share the token embedding with the output projection."""
+    flash_attention: bool = False
+    """Use flash-attn when it is installed and usable (CUDA, fp16/bf16); otherwise PyTorch SDPA."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on attention and residual branches; grokking studies use 0."""
+    norm_eps: float = Field(1e-5, gt=0.0)
+    """Epsilon of the RMSNorm layers."""
+    rope_theta: float = Field(10000.0, gt=0.0)
+    """Base of the rotary position embedding frequencies."""
+
+    def hidden_dim(self) -> int:
+        """The MLP's hidden width, resolving `mlp_dim = 0` to the customary default."""
+        if self.mlp_dim:
+            return self.mlp_dim
+        if self.mlp == "gelu":
+            return 4 * self.dim
+        return math.ceil(8 * self.dim / 3 / 64) * 64
+
+
+class TrainingConfig(Section):
+    """`[training]`: optimisation, precision and schedule."""
+
+    batch_size: int = Field(512, gt=0)
+    """Sequences per micro-batch (per optimizer step, before gradient accumulation)."""
+    gradient_accumulation: int = Field(1, gt=0)
+    """Micro-batches per optimizer step: effective batch = batch_size x gradient_accumulation."""
+    seq_len: int | None = Field(None, gt=0)
+    """Tokens per sequence. Derived for the modular task (4: a op b =) and may be omitted there."""
+    learning_rate: float = Field(1e-3, gt=0.0)
+    """Peak learning rate, reached after warmup."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """After warmup: cosine decay to min_lr_ratio x learning_rate, or constant."""
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    """Final learning rate of the cosine schedule, as a fraction of learning_rate."""
+    weight_decay: float = Field(1.0, ge=0.0)
+    """Decoupled AdamW weight decay on matrices; grokking needs it large (0.1 to 1)."""
+    decay_embeddings: bool = False
+    """Also decay the token embedding (norm weights are never decayed)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    grad_clip: float = Field(1.0, ge=0.0)
+    """Clip the global gradient norm (after unscaling) to this value; 0 disables clipping."""
+    steps: int = Field(10_000, gt=0)
+    """Optimizer steps of the whole run."""
+    warmup_steps: int = Field(10, ge=0)
+    """Linear warmup steps at the start of the run."""
+    seed: int = Field(0, ge=0)
+    """Seed for weights, data split and batch order: the same seed gives the same run."""
+    precision: Precision = "auto"
+    """auto: bf16 where the GPU supports it, else fp16 with a GradScaler, else fp32 (CPU)."""
+    gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass: less memory, ~30% more compute."""
+    compile: bool = False
+    """Compile the model with torch.compile."""
+    eval_interval: int = Field(100, gt=0)
+    """Optimizer steps between validation passes."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when present, else CPU."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        for i, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise KeyProblem("training.betas", f"betas[{i}] = {beta} must be in [0, 1)")
+        if self.warmup_steps > self.steps:
+            raise KeyProblem(
+                "training.warmup_steps",
+                f"{self.warmup_steps} exceeds training.steps = {self.steps}; allowed: 0..steps",
+            )
+        return self
+
+    def effective_batch_size(self) -> int:
+        """Sequences per optimizer step."""
+        return self.batch_size * self.gradient_accumulation
+
+
+class DataConfig(Section):
+    """`[data]`: the built-in modular-arithmetic task, or pre-tokenized uint16 files."""
+
+    task: Literal["modular", "tokens"] = "modular"
+    """modular: all pairs (a, b) mod p; tokens: train.bin/val.bin (uint16) in `path`."""
+    operation: Literal[OPERATIONS] = "add"  # type: ignore[valid-type]
+    """Modular task: the operation, one of add, sub, mul, div, x^2+y^2, x^3+xy, x^2+xy+y^2."""
+    modulus: int = Field(97, ge=2)
+    """Modular task: p; prime for div."""
+    train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    """Modular task: fraction of the table used for training (seeded split); the rest validates."""
+    path: str | None = None
+    """Tokens task: folder holding train.bin and val.bin (see `arbiter prepare-text`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.task == "tokens" and not self.path:
+            raise KeyProblem("data.path", "required for task = 'tokens' (a folder with train.bin)")
+        if self.task == "modular" and self.path is not None:
+            raise KeyProblem("data.path", "only applies to task = 'tokens'")
+        if (
+            self.task == "modular"
+            and self.operation in PRIME_OPERATIONS
+            and not _is_prime(self.modulus)
+        ):
+            raise KeyProblem(
+                "data.modulus",
+                f"{self.modulus} is not prime; operation '{self.operation}' needs a prime modulus",
+            )
+        return self
+
+    def vocab_size(self) -> int | None:
+        """The vocabulary the task implies, or None when it is the model's to say."""
+        return self.modulus + MODULAR_EXTRA_TOKENS if self.task == "modular" else None
+
+    def seq_len(self) -> int | None:
+        """The sequence length the task implies, or None when training.seq_len says it."""
+        return MODULAR_SEQ_LEN if self.task == "modular" else None
+
+
+class CheckpointConfig(Section):
+    """`[checkpoint]`: how often a run saves itself, and how many saves it keeps."""
+
+    enable: bool = True
+    """Write checkpoints (a sweep needs them to resume trials)."""
+    interval: int = Field(1000, gt=0)
+    """Optimizer steps between checkpoints; the final step is always checkpointed."""
+    keep: int = Field(3, gt=0)
+    """Newest checkpoints kept on disk; older ones are deleted."""
+
+
+class LoggingConfig(Section):
+    """`[logging]`: metric reporting."""
+
+    log_interval: int = Field(10, gt=0)
+    """Optimizer steps between metric reports (each report is one Tune iteration in a sweep)."""
+    enable_tensorboard: bool = True
+    """Write TensorBoard event files next to metrics.jsonl."""
+
+
+class SweepConfig(Section):
+    """`[sweep]`: how a template becomes trials on Ray Tune."""
+
+    metric: str = "val/accuracy"
+    """The reported metric that ranks trials."""
+    mode: Literal["max", "min"] = "max"
+    """Whether a larger or a smaller metric is better."""
+    strategy: Literal["grid", "random", "optuna"] = "grid"
+    """grid: lists are grid axes, distributions drawn per point; random/optuna draw every axis."""
+    scheduler: Literal["fifo", "asha", "pbt", "median"] = "fifo"
+    """Trial scheduler: fifo runs every trial to its end; the others stop or perturb trials."""
+    num_samples: int = Field(1, gt=0)
+    """grid: repetitions of the whole grid; random/optuna: number of trials."""
+    max_failures: int = Field(3, ge=0)
+    """Retries of a failed trial from its last checkpoint."""
+    seed: int = Field(0, ge=0)
+    """Seed for drawing random search points."""
+    space: dict[str, Any] = Field(default_factory=dict)
+    """Swept keys: `"dotted.key" = [grid values]` or `"dotted.key" = { distribution = [args] }`."""
+
+    @model_validator(mode="after")
+    def _check_space(self) -> SweepConfig:
+        self.axes()
+        return self
+
+    def axes(self) -> dict[str, Axis]:
+        """The parsed axes of the space (kept raw above so the template round-trips)."""
+        return parse_space(self.space, prefix="sweep.space")
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every trial's swept values, in order (see `space.expand`)."""
+        return expand(self.axes(), self.strategy, self.num_samples, self.seed)
+
+
+class Config(Section):
+    """A whole run (the `[sweep]` table only in templates)."""
+
+    description: str = ""
+    """One line saying what this configuration is for, shown by `arbiter templates`."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sweep: SweepConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        self._check_derived("model.vocab_size", self.model.vocab_size, self.data.vocab_size())
+        self._check_derived("training.seq_len", self.training.seq_len, self.data.seq_len())
+        model = self.model
+        if self.data.task == "tokens" and self.vocab_size() > MAX_TOKEN_VOCAB:
+            raise KeyProblem(
+                "model.vocab_size",
+                f"{model.vocab_size} does not fit uint16 token files; "
+                f"allowed: up to {MAX_TOKEN_VOCAB}",
+            )
+        if model.dim % model.n_heads:
+            raise KeyProblem(
+                "model.n_heads",
+                f"model.dim = {model.dim} is not divisible by n_heads = {model.n_heads}",
+            )
+        if (model.dim // model.n_heads) % 2:
+            raise KeyProblem(
+                "model.n_heads",
+                f"head size dim / n_heads = {model.dim // model.n_heads} is odd; "
+                "rotary embeddings need it even",
+            )
+        if self.sweep is not None:
+            for key in self.sweep.space:
+                check_sweepable(key)
+        return self
+
+    def _check_derived(self, key: str, given: int | None, implied: int | None) -> None:
+        """A value the task implies may be omitted but not contradicted; else it is required."""
+        if implied is None and given is None:
+            raise KeyProblem(key, f"required for data.task = '{self.data.task}'")
+        if implied is not None and given is not None and given != implied:
+            raise KeyProblem(
+                key,
+                f"{given} contradicts data.task = '{self.data.task}', "
+                f"which implies {implied}; omit it",
+            )
+
+    def vocab_size(self) -> int:
+        """The vocabulary size: the task's when it implies one, else model.vocab_size."""
+        return self.data.vocab_size() or self.model.vocab_size  # type: ignore[return-value]
+
+    def seq_len(self) -> int:
+        """The sequence length: the task's when it implies one, else training.seq_len."""
+        return self.data.seq_len() or self.training.seq_len  # type: ignore[return-value]
+
+    def run_settings(self) -> dict[str, Any]:
+        """The run's settings as plain data, without `[sweep]`: the base every trial overrides."""
+        return self.model_dump(mode="json", exclude={"sweep"})
+
+
+def check_sweepable(dotted: str) -> None:
+    """A swept key must name a run setting (not `[sweep]` itself, not a whole table)."""
+    where = f'sweep.space."{dotted}"'
+    parts = dotted.split(".")
+    node: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        fields = node.model_fields
+        if part not in fields or part in ("sweep", "description"):
+            allowed = ", ".join(f for f in fields if f not in ("sweep", "description"))
+            prefix = ".".join(parts[:depth])
+            raise KeyProblem(
+                where,
+                f"'{dotted}' is not a config key; "
+                f"allowed under {prefix or 'the top level'}: {allowed}",
+            )
+        annotation = fields[part].annotation
+        is_table = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        last = depth == len(parts) - 1
+        if is_table == last:
+            what = "a whole table" if last else "not a table"
+            raise KeyProblem(
+                where, f"'{dotted}' is {what}; sweep one key such as 'training.weight_decay'"
+            )
+        if is_table:
+            node = annotation
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))

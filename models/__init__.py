@@ -1,0 +1,23 @@
+"""
+Model definitions for the sweeps: the theos decoder-only transformer family.
+
+This package depends on torch alone, so it can be imported (and tested) without Ray or the
+arbiter package.
+"""
+
+from .attention import (
+    causal_attention,
+    choose_kernel,
+    compute_dtype,
+    flash_attn_available,
+)
+from .theos import Theos, TheosConfig
+
+__all__ = [
+    "Theos",
+    "TheosConfig",
+    "causal_attention",
+    "choose_kernel",
+    "compute_dtype",
+    "flash_attn_available",
+]

@@ -1,0 +1,202 @@
+"""
+Theos: the decoder-only transformer that the sweeps train.
+
+The whole network is in this file: config, rotary position embeddings, attention, MLP,
+block and model. It is a GPT with the now-usual modernisations: pre-norm RMSNorm, rotary
+position embeddings instead of a learned position table, a SwiGLU (or GELU) MLP, and no
+biases. Attention kernels live in attention.py.
+
+Shape names: B batch, T time (sequence length), C channels (dim), H heads,
+D head dim (C // H), V vocabulary size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .attention import causal_attention, choose_kernel, compute_dtype
+
+
+@dataclass(frozen=True)
+class TheosConfig:
+    vocab_size: int
+    seq_len: int  # maximum sequence length (RoPE tables are built for it)
+    dim: int
+    n_layers: int
+    n_heads: int
+    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    mlp_dim: int = 0  # hidden width of the MLP; 0 -> default, see hidden_dim()
+    tie_embeddings: bool = False
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    dropout: float = 0.0
+    flash_attention: bool = False  # allow flash-attn when it is usable
+
+    def __post_init__(self) -> None:
+        if self.mlp not in ("swiglu", "gelu"):
+            raise ValueError(f"mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
+        if self.dim % self.n_heads != 0:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if (self.dim // self.n_heads) % 2 != 0:
+            raise ValueError(f"head_dim {self.dim // self.n_heads} must be even for RoPE")
+
+    def hidden_dim(self) -> int:
+        if self.mlp_dim > 0:
+            return self.mlp_dim
+        if self.mlp == "gelu":
+            return 4 * self.dim
+        # SwiGLU has three matrices instead of two, so 2/3 of 4*dim keeps the GELU MLP's
+        # parameter count; a multiple of 64 keeps the matmuls friendly to tensor cores.
+        return -(-int(8 * self.dim / 3) // 64) * 64
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angle for every (position, channel pair), each (T, D/2)."""
+    # pair i turns at frequency theta^(-2i/D): fast pairs resolve nearby positions,
+    # slow pairs distant ones
+    freqs = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (i, i + D/2) of x (B, H, T, D) by their position's angle."""
+    # Rotating q and k by angles proportional to position makes q.k depend only on the
+    # positions' difference. Done in fp32 and cast back, so a half-precision q stays half.
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: TheosConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)  # q, k, v fused
+        self.proj = nn.Linear(config.dim, config.dim, bias=False)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernel: str
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        H = self.n_heads
+        # (B, T, 3C) -> (3, B, H, T, D): heads become a batch dimension for the kernel
+        q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = causal_attention(q, k, v, kernel, self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TheosConfig):
+        super().__init__()
+        hidden = config.hidden_dim()
+        self.gated = config.mlp == "swiglu"
+        self.w1 = nn.Linear(config.dim, hidden, bias=False)
+        self.w3 = nn.Linear(config.dim, hidden, bias=False) if self.gated else None
+        self.w2 = nn.Linear(hidden, config.dim, bias=False)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.w1(x)) * self.w3(x) if self.gated else F.gelu(self.w1(x))
+        return self.drop(self.w2(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: TheosConfig):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernel: str
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cos, sin, kernel)
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class Theos(nn.Module):
+    def __init__(self, config: TheosConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        # Not persistent: they are a function of the config, so checkpoints need not carry them.
+        cos, sin = rope_tables(config.seq_len, config.dim // config.n_heads, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+        self.gradient_checkpointing = False
+        self.force_kernel: str | None = None  # "sdpa" | "flash" | "manual" overrides the choice
+        self._last_kernel: tuple[tuple[torch.device, torch.dtype], str] | None = None
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            elif isinstance(module, nn.RMSNorm):
+                nn.init.ones_(module.weight)
+        # Every block adds two branches onto the residual stream; shrinking their output
+        # projections keeps the stream's variance from growing with depth (as GPT-2 does).
+        std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, mean=0.0, std=std)
+            nn.init.normal_(block.mlp.w2.weight, mean=0.0, std=std)
+
+    def num_parameters(self, exclude_embedding: bool = False) -> int:
+        """Parameter count; exclude_embedding drops the token embedding table (V*C) once."""
+        n = sum(p.numel() for p in self.parameters())  # a tied weight is yielded once
+        return n - self.tok_emb.weight.numel() if exclude_embedding else n
+
+    def _pick_kernel(self, device: torch.device) -> str:
+        if self.force_kernel is not None:
+            return self.force_kernel
+        dtype = compute_dtype(device, self.tok_emb.weight.dtype)
+        return choose_kernel(device, dtype, self.config.flash_attention)
+
+    @property
+    def attention_kernel(self) -> str:
+        """The kernel the last forward used; until a forward on the current device/dtype, the
+        one it would pick (outside autocast)."""
+        w = self.tok_emb.weight
+        if self._last_kernel is not None and self._last_kernel[0] == (w.device, w.dtype):
+            return self._last_kernel[1]
+        return self._pick_kernel(w.device)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> next-token logits (B, T, V), in the compute dtype."""
+        if idx.size(1) > self.config.seq_len:
+            raise ValueError(f"sequence length {idx.size(1)} exceeds seq_len {self.config.seq_len}")
+        T = idx.size(1)
+        w = self.tok_emb.weight
+        # Decided per call (it is cheap) so that .to(device) and autocast are honoured.
+        kernel = self._pick_kernel(w.device)
+        self._last_kernel = ((w.device, w.dtype), kernel)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+
+        x = self.drop(self.tok_emb(idx))  # (B, T, C)
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training:
+                # keep only each block's input; its activations are recomputed in backward
+                x = checkpoint(block, x, cos, sin, kernel, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, kernel)
+        return self.lm_head(self.norm(x))
