@@ -77,4 +77,7 @@ def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int |
 
 
 def _show(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """Grid values as written (0.1, 1.0); long sampled floats to four significant digits."""
+    if isinstance(value, float) and len(repr(value)) > 8:
+        return f"{value:.4g}"
+    return str(value)

@@ -56,25 +56,36 @@ def training_flops_per_token(config: Config) -> int:
 
 
 def training_memory_bytes(config: Config) -> int:
-    """Peak memory of one training step on a GPU.
+    """Peak memory of one training step on a GPU: optimizer state, activations, logits, runtime.
 
-    Assumes AdamW with fp32 master weights, an fp32 residual stream, matmul outputs in the compute
-    dtype (2 bytes for bf16/fp16 and for `auto`, which picks one of them on a GPU; 4 for fp32), an
-    attention kernel that keeps no T x T matrix (SDPA/flash on CUDA), and fp32 logits for the loss.
-    Gradient checkpointing keeps only each block's input plus one block's activations.
+    Assumes AdamW with fp32 master weights, an attention kernel that keeps no T x T matrix
+    (SDPA/flash on CUDA) and fp32 logits for the loss; see `activation_bytes` for the rest.
+    """
+    t = config.training
+    tokens = t.batch_size * config.seq_len()
+    logits = tokens * config.vocab_size() * (_compute_bytes(config) + 4 + 4)  # + fp32 copy, grad
+    states = STATE_BYTES_PER_PARAM * parameter_count(config)
+    return states + activation_bytes(config) + logits + RUNTIME_OVERHEAD_BYTES
+
+
+def activation_bytes(config: Config) -> int:
+    """Activations the blocks keep for the backward pass of one micro-batch.
+
+    The residual stream is fp32 (saved at each norm's input); matmul outputs are in the compute
+    dtype (2 bytes for bf16/fp16 and for `auto`, which picks one of them on a GPU; 4 for fp32).
+    Gradient checkpointing keeps only each block's input, plus one block being recomputed.
     """
     m, t = config.model, config.training
-    d, h, vocab = m.dim, m.hidden_dim(), config.vocab_size()
-    act = 4 if t.precision == "fp32" else 2
+    d, act = m.dim, _compute_bytes(config)
     tokens = t.batch_size * config.seq_len()
-    residual = 4 * d  # fp32 stream saved at each norm's input
+    residual = 4 * d
     attention = 2 * residual + act * (d + 3 * d + d)  # norm outputs, q k v, attention output
-    mlp_inner = (3 if m.mlp == "swiglu" else 2) * h  # w1 and w3 outputs, activation product
+    mlp_inner = (3 if m.mlp == "swiglu" else 2) * m.hidden_dim()  # w1, w3 outputs, product
     per_block = attention + act * (d + mlp_inner)
     if t.gradient_checkpointing:
-        blocks = tokens * (m.n_layers * residual + per_block)
-    else:
-        blocks = tokens * m.n_layers * per_block
-    logits = tokens * vocab * (act + 4 + 4)  # compute-dtype logits, fp32 copy, fp32 gradient
-    states = STATE_BYTES_PER_PARAM * parameter_count(config)
-    return states + blocks + logits + RUNTIME_OVERHEAD_BYTES
+        return tokens * (m.n_layers * residual + per_block)
+    return tokens * m.n_layers * per_block
+
+
+def _compute_bytes(config: Config) -> int:
+    return 4 if config.training.precision == "fp32" else 2

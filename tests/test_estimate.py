@@ -1,0 +1,59 @@
+"""Cost estimates: the parameter count is exact for the real model; memory behaves sensibly."""
+
+from __future__ import annotations
+
+import pytest
+
+from arbiter.config import Config
+from arbiter.core.model import build_model
+from arbiter.estimate import (
+    activation_bytes,
+    estimate,
+    parameter_count,
+    training_memory_bytes,
+)
+from arbiter.loading import load_config
+from arbiter.templates import packaged_configs
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"dim": 32, "n_layers": 2, "n_heads": 4},
+        {"dim": 48, "n_layers": 3, "n_heads": 4, "mlp": "gelu"},
+        {"dim": 64, "n_layers": 1, "n_heads": 2, "tie_embeddings": True},
+        {"dim": 32, "n_layers": 2, "n_heads": 2, "mlp_dim": 50},
+    ],
+)
+def test_parameter_count_matches_the_model(model):
+    config = Config.model_validate({"model": model, "data": {"modulus": 31}})
+    built = build_model(config)
+    assert parameter_count(config) == sum(p.numel() for p in built.parameters())
+
+
+def test_flops_are_dominated_by_six_times_weights():
+    config = Config.model_validate({"model": {"dim": 256, "n_layers": 4, "n_heads": 4}})
+    cost = estimate(config)
+    embedding = config.vocab_size() * config.model.dim
+    # 6 FLOPs per weight per token, plus a small attention term for T = 4
+    assert 6 * (cost.params - embedding) <= cost.flops_per_token < 6.1 * cost.params
+
+
+def test_gradient_checkpointing_and_precision_change_memory():
+    base = {"model": {"dim": 512, "n_layers": 24, "n_heads": 8, "vocab_size": 8192},
+            "training": {"batch_size": 8, "seq_len": 1024, "precision": "bf16"},
+            "data": {"task": "tokens", "path": "d"}}  # fmt: skip
+    plain = Config.model_validate(base)
+    base["training"]["gradient_checkpointing"] = True
+    recomputed = Config.model_validate(base)
+    base["training"]["precision"] = "fp32"
+    wide = Config.model_validate(base)
+    assert activation_bytes(recomputed) < activation_bytes(plain) / 2
+    assert training_memory_bytes(recomputed) < training_memory_bytes(plain)
+    assert training_memory_bytes(wide) > training_memory_bytes(recomputed)
+
+
+@pytest.mark.parametrize(("tier", "gib"), [("high_vram", 12), ("low_vram", 4)])
+def test_tier_configs_fit_the_gpus_the_seed_names(tier, gib):
+    config = load_config(packaged_configs() / f"{tier}.toml")
+    assert training_memory_bytes(config) < gib * 2**30
