@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from arbiter import __version__
-from arbiter.errors import UserError
+from arbiter.errors import RunFailed, UserError
 
+EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_NOT_READY = 3
 DEFAULT_STORAGE = "~/arbiter_results"
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"arbiter: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RunFailed as exc:
+        print(f"arbiter: run failed: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except NotReady as exc:
         print(f"arbiter {args.command}: {exc}", file=sys.stderr)
         return EXIT_NOT_READY
@@ -98,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_train)
 
+    prepare = commands.add_parser("prepare-text", help="make uint16 token files from a text file")
+    prepare.add_argument("file", type=Path, metavar="FILE")
+    prepare.add_argument("--out", type=Path, required=True, help="folder for train.bin and val.bin")
+    prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out (0.1)")
+    prepare.set_defaults(run=_prepare_text)
+
     validate = commands.add_parser(
         "validate", help="check config files and every trial of templates"
     )
@@ -131,15 +141,20 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from arbiter.loading import load_config
-    from arbiter.templates import tier_config
+    from arbiter.train_command import run_train
 
-    if args.config is None and args.tier in (None, "auto"):
-        raise NotReady(
-            "the tier menu and --tier auto are not implemented yet; use --config or --tier"
-        )
-    load_config(args.config or tier_config(args.tier), args.set)
-    raise NotReady("the training core is not implemented yet; the config above is valid")
+    return run_train(args)
+
+
+def _prepare_text(args: argparse.Namespace) -> int:
+    from arbiter.core.data import prepare_text
+
+    meta = prepare_text(args.file, args.out, args.val_fraction)
+    print(
+        f"{args.out}: {meta['train_tokens']:,} train and {meta['val_tokens']:,} validation "
+        f"tokens (byte-level, vocab_size {meta['vocab_size']})"
+    )
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -33,3 +33,7 @@ class KeyProblem(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{key}: {problem}")
+
+
+class RunFailed(Exception):
+    """A run that started but cannot go on (e.g. its loss became NaN): one line, exit code 1."""

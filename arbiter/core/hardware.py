@@ -26,3 +26,26 @@ def visible_gpus() -> list[Gpu]:
         props = torch.cuda.get_device_properties(index)
         gpus.append(Gpu(index, props.name, props.total_memory))
     return gpus
+
+
+# Dense bf16/fp16 tensor-core peak FLOP/s per GPU, from the vendors' data sheets (no sparsity).
+# Matched by substring of torch's device name; a GPU not listed gets no MFU figure.
+PEAK_FLOPS = {
+    "H200": 989e12,
+    "H100": 989e12,  # SXM; the PCIe card peaks at 756e12
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A6000": 155e12,
+    "A10": 125e12,
+    "4090": 165e12,
+    "3090": 71e12,
+    "V100": 125e12,
+    "T4": 65e12,
+}
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The 16-bit dense peak of a GPU by name, or None when it is not in the table."""
+    if "H100" in device_name and "PCIe" in device_name:
+        return 756e12
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in device_name), None)

@@ -1,0 +1,230 @@
+"""Checkpoints that resume a run exactly: atomic saves, integrity checks, pruning, RNG state.
+
+A checkpoint is `OUT/checkpoints/step_{step:08d}/` holding `state.pt` (one `torch.save` of the
+caller's dict) and `meta.json` (written last: step, sha256 and size of state.pt, the resolved
+config, library versions, time). The caller's state (model/optimizer/GradScaler state_dicts, step,
+data cursor, `capture_rng()`) must hold only tensors and primitives, because it is read back with
+`torch.load(weights_only=True)`, which refuses arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import arbiter
+from arbiter.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+# Temporary directories: a save in progress, or an old copy of a step being replaced.
+_TMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says why."""
+
+
+def save_checkpoint(
+    out_dir: Path, step: int, state: dict[str, Any], config: dict[str, Any], keep: int
+) -> Path:
+    """Write `state` as the checkpoint of `step` atomically, prune to `keep`; return its path.
+
+    Raises UserError (one line) when the folder cannot be written; earlier checkpoints survive.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    root = Path(out_dir) / "checkpoints"
+    final = root / f"step_{step:08d}"
+    tmp = root / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
+    old = root / f"{_TMP_PREFIX}old-{final.name}-{os.getpid()}"
+    moved_aside = False
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        # A Python file object (not a path) so that a full disk surfaces as OSError, not as
+        # torch's RuntimeError from its C++ writer.
+        with open(tmp / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        meta = {
+            "step": step,
+            "state_sha256": _sha256(tmp / STATE_FILE),
+            "state_bytes": (tmp / STATE_FILE).stat().st_size,
+            "config": config,
+            "versions": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "arbiter": arbiter.__version__,
+            },
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        # meta.json last: its presence (with a matching hash) is what marks a checkpoint valid.
+        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if final.exists():
+            # rename cannot replace a non-empty directory: move the old copy aside first. A crash
+            # right here loses this step (both copies are temp dirs, pruned later); older remain.
+            os.rename(final, old)
+            moved_aside = True
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException as exc:  # also a pickling error or Ctrl-C: leave no half-written step
+        shutil.rmtree(tmp, ignore_errors=True)
+        if moved_aside and not final.exists():
+            os.rename(old, final)
+        if isinstance(exc, OSError):
+            reason = (exc.strerror or str(exc)).replace("\n", " ")
+            raise UserError(f"cannot write checkpoint in {root}: {reason}") from exc
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    _prune(root, keep, final)
+    return final
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state saved in checkpoint directory `path`; CheckpointError if it is invalid."""
+    path = Path(path)
+    _check_meta(path, full=True)
+    try:
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for unloadable files
+        raise CheckpointError(f"{STATE_FILE} does not load: {exc}".splitlines()[0]) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{STATE_FILE} holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest valid checkpoint under `out_dir` and its state; None when there is none."""
+    candidates = _step_dirs(Path(out_dir) / "checkpoints")
+    for i, path in enumerate(candidates):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            after = (
+                f"falling back to {candidates[i + 1].name}"
+                if i + 1 < len(candidates)
+                else "no older checkpoint to fall back to"
+            )
+            log.warning("checkpoint %s is corrupt (%s); %s", path.name, exc, after)
+    return None
+
+
+def capture_rng() -> dict[str, Any]:
+    """The python, numpy, torch (and CUDA) generator states, in weights_only-loadable types."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    rng: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            # uint32 words widened to int64, a dtype every torch version saves and loads.
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Put every generator back in the state `capture_rng` recorded."""
+    version, internal, gauss_next = rng["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = rng["numpy"]
+    keys = np.asarray(n["keys"].numpy(), dtype=np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.cuda.is_available():
+        # A resumed trial may see fewer GPUs than the saving one: restore the devices it has.
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"][: torch.cuda.device_count()]])
+
+
+def _check_meta(path: Path, full: bool) -> None:
+    """Raise CheckpointError unless meta.json parses and matches state.pt (hash only if full)."""
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        size, digest = int(meta["state_bytes"]), str(meta["state_sha256"])
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{META_FILE} is missing") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{META_FILE} is unreadable: {exc}") from exc
+    match = _STEP_DIR.match(path.name)
+    if match and meta.get("step") != int(match.group(1)):
+        raise CheckpointError(f"{META_FILE} says step {meta.get('step')}")
+    try:
+        actual = (path / STATE_FILE).stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{STATE_FILE} is missing") from exc
+    if actual != size:
+        raise CheckpointError(f"size mismatch: {STATE_FILE} has {actual} bytes, expected {size}")
+    if full and _sha256(path / STATE_FILE) != digest:
+        raise CheckpointError("sha256 mismatch")
+
+
+def _prune(root: Path, keep: int, written: Path) -> None:
+    """Keep the newest `keep` valid checkpoints and `written`; delete older ones and temp dirs."""
+    # One process writes a run's folder, and its own save is done: any temp dir is a crash's.
+    for stale in root.glob(f"{_TMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    valid = 0
+    for path in _step_dirs(root):
+        if valid >= keep and path != written:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            # Size check only: hashing every kept checkpoint on every save costs too much I/O.
+            _check_meta(path, full=False)
+            valid += 1
+        except CheckpointError:
+            pass  # an invalid one does not count towards `keep`; it goes once older than those
+
+
+def _step_dirs(root: Path) -> list[Path]:
+    """Checkpoint directories under `root`, newest step first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or new file inside `path` durable (POSIX directories can be fsync'd)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

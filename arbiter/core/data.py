@@ -1,0 +1,304 @@
+"""The training data of a run: the modular-arithmetic table, or uint16 token files.
+
+`make_task(config)` gives the training loop a `Task`: `train_batch()` for the next (x, y) batch,
+`eval_splits()` for the evaluation sets, and `state_dict()` / `load_state_dict()` for the data
+cursor, so that a resumed run sees exactly the batches an uninterrupted one would have seen.
+Every random draw uses a local `torch.Generator` seeded from `training.seed`, never the global
+RNG, so the data order and the model's initialisation cannot disturb each other.
+`prepare_text` turns a text file into byte-level token files for the tokens task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from arbiter.config import Config
+from arbiter.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index: positions that are not scored
+EVAL_CHUNK = 8192  # most examples in one modular evaluation batch
+EVAL_BATCHES = 16  # tokens task: fixed evaluation batches (of batch_size windows) per split
+BYTE_VOCAB = 256  # prepare_text: one token per byte
+_HINT = "make it with `arbiter prepare-text FILE --out {}`"
+
+# Independent random streams drawn from one seed: the split, the batch order, the eval windows.
+_SPLIT, _BATCHES, _EVAL = 0, 1, 2
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    """A local generator for one purpose; distinct streams of one seed never share a seed."""
+    return torch.Generator().manual_seed((seed * 1000 + stream) % 2**63)
+
+
+class Task(ABC):
+    """What the training loop needs from a data source; batches are CPU int64 (B, T) tensors."""
+
+    vocab_size: int
+    seq_len: int
+
+    @abstractmethod
+    def train_batch(self) -> Batch:
+        """The next training batch (x, y); y is IGNORE_INDEX where nothing is scored."""
+
+    @abstractmethod
+    def eval_splits(self) -> dict[str, Iterable[Batch]]:
+        """{"train": batches, "val": batches}: the same examples on every call."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """The data cursor as tensors and ints (safe for `torch.load(weights_only=True)`)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a cursor that `state_dict` returned."""
+
+
+def make_task(config: Config) -> Task:
+    """The task `config.data.task` names."""
+    return ModularTask(config) if config.data.task == "modular" else TokenTask(config)
+
+
+def modular_table(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pair (a, b) of the task, a-major, and its answer c = a op b mod p (int64 vectors)."""
+    b_values = torch.arange(1 if operation == "div" else 0, p)  # division needs b != 0
+    a = torch.arange(p).repeat_interleave(len(b_values))
+    b = b_values.repeat(p)
+    # Reduce each product at once so intermediate values stay below p**2.
+    aa, bb, ab = a * a % p, b * b % p, a * b % p
+    formulas = {
+        "add": lambda: a + b,
+        "sub": lambda: a - b,
+        "mul": lambda: ab,
+        # Fermat: b^(p-2) is the inverse of b when p is prime (the config guarantees it).
+        "div": lambda: a * torch.tensor([pow(v, p - 2, p) for v in range(p)])[b],
+        "x^2+y^2": lambda: aa + bb,
+        "x^3+xy": lambda: aa * a + ab,
+        "x^2+xy+y^2": lambda: aa + ab + bb,
+    }
+    if operation not in formulas:
+        raise ValueError(f"unknown modular operation {operation!r}")
+    c = formulas[operation]()
+    return a, b, c % p  # torch's % takes the divisor's sign: sub lands in 0..p-1
+
+
+class ModularTask(Task):
+    """All pairs of `a op b mod p` as [a, op, b, =] -> c, split once by the seed."""
+
+    def __init__(self, config: Config) -> None:
+        data, p, seed = config.data, config.data.modulus, config.training.seed
+        self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
+        self.batch_size = config.training.batch_size
+        a, b, c = modular_table(data.operation, p)
+        op_token, eq_token = torch.full_like(a, p), torch.full_like(a, p + 1)
+        self.x = torch.stack([a, op_token, b, eq_token], dim=1)
+        self.y = torch.full_like(self.x, IGNORE_INDEX)
+        self.y[:, -1] = c  # the answer is predicted from the "=" token
+
+        n = len(a)
+        n_train = round(data.train_fraction * n)
+        if not 0 < n_train < n:
+            raise UserError(
+                f"data.train_fraction = {data.train_fraction} leaves an empty split of the {n} "
+                f"pairs mod {p}; allowed: a fraction giving 1..{n - 1} training pairs"
+            )
+        shuffled = torch.randperm(n, generator=_generator(seed, _SPLIT))
+        self.train_indices, self.val_indices = shuffled[:n_train], shuffled[n_train:]
+
+        # The cursor: `order` is this epoch's permutation of positions in train_indices.
+        self._generator = _generator(seed, _BATCHES)
+        self._epoch = 0
+        self._order = self._permutation()
+        self._position = 0
+
+    def _permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self.train_indices), generator=self._generator)
+
+    def train_batch(self) -> Batch:
+        n = len(self.train_indices)
+        # batch_size >= n: every batch is one whole epoch (full-batch training).
+        need = min(self.batch_size, n)
+        parts = []
+        while need:
+            if self._position == n:  # the epoch is used up: the rest comes from a new one
+                self._epoch += 1
+                self._order = self._permutation()
+                self._position = 0
+            part = self._order[self._position : self._position + need]
+            self._position += len(part)
+            need -= len(part)
+            parts.append(part)
+        rows = self.train_indices[torch.cat(parts)]
+        return self.x[rows], self.y[rows]
+
+    def eval_splits(self) -> dict[str, Iterable[Batch]]:
+        return {"train": self._chunks(self.train_indices), "val": self._chunks(self.val_indices)}
+
+    def _chunks(self, rows: torch.Tensor) -> list[Batch]:
+        return [(self.x[part], self.y[part]) for part in rows.split(EVAL_CHUNK)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self._generator.get_state(),
+            "order": self._order.clone(),
+            "position": self._position,
+            "epoch": self._epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        order = state["order"]
+        if order.shape != (len(self.train_indices),):
+            raise UserError(
+                f"the saved data cursor is for {order.numel()} training pairs; this config has "
+                f"{len(self.train_indices)} (the [data] settings changed)"
+            )
+        self._generator.set_state(state["generator"])
+        self._order = order.clone().long()
+        self._position = int(state["position"])
+        self._epoch = int(state["epoch"])
+
+
+def _offsets(
+    tokens: np.ndarray, seq_len: int, shape: tuple[int, ...], rng: torch.Generator
+) -> torch.Tensor:
+    """Random window starts; the last possible window ends at the file's last token."""
+    return torch.randint(0, len(tokens) - seq_len, shape, generator=rng)
+
+
+def _read_windows(tokens: np.ndarray, offsets: torch.Tensor, seq_len: int) -> Batch:
+    """x = window[:-1], y = window[1:] for the seq_len + 1 tokens at each offset."""
+    windows = np.stack([tokens[o : o + seq_len + 1] for o in offsets.tolist()])
+    block = torch.from_numpy(windows.astype(np.int64))
+    return block[:, :-1].contiguous(), block[:, 1:].contiguous()
+
+
+class _FixedWindows:
+    """Re-iterable evaluation batches: the offsets are fixed, tokens are read when iterated."""
+
+    def __init__(self, tokens: np.ndarray, offsets: torch.Tensor, seq_len: int) -> None:
+        self.tokens, self.offsets, self.seq_len = tokens, offsets, seq_len
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for row in self.offsets:
+            yield _read_windows(self.tokens, row, self.seq_len)
+
+
+class TokenTask(Task):
+    """Random windows of `train.bin`; fixed windows of both files for evaluation."""
+
+    def __init__(self, config: Config) -> None:
+        self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
+        self.batch_size = config.training.batch_size
+        folder = Path(config.data.path or "")
+        if not folder.is_dir():
+            raise UserError(f"{folder}: folder not found; {_HINT.format(folder)}")
+        self.train_tokens = self._open(folder / "train.bin")
+        self.val_tokens = self._open(folder / "val.bin")
+        seed = config.training.seed
+        self._generator = _generator(seed, _BATCHES)
+        shape = (EVAL_BATCHES, self.batch_size)
+        self._eval_offsets = {
+            name: _offsets(tokens, self.seq_len, shape, _generator(seed, _EVAL))
+            for name, tokens in (("train", self.train_tokens), ("val", self.val_tokens))
+        }
+
+    def _open(self, path: Path) -> np.ndarray:
+        """Map a token file read-only, after checking it is usable for this config."""
+        if not path.is_file():
+            raise UserError(f"{path}: not found; {_HINT.format(path.parent)}")
+        size = path.stat().st_size
+        if size % 2:
+            raise UserError(f"{path}: {size} bytes is not a whole number of uint16 tokens")
+        need = self.seq_len + 2
+        if size // 2 < need:
+            raise UserError(
+                f"{path}: {size // 2} tokens, fewer than seq_len + 2 = {need} "
+                f"(training.seq_len = {self.seq_len})"
+            )
+        tokens = np.memmap(path, dtype=np.uint16, mode="r")
+        top = int(tokens.max())
+        if top >= self.vocab_size:
+            raise UserError(
+                f"{path}: token id {top} is outside the vocabulary; "
+                f"model.vocab_size = {self.vocab_size} allows ids 0..{self.vocab_size - 1}"
+            )
+        return tokens
+
+    def train_batch(self) -> Batch:
+        offsets = _offsets(self.train_tokens, self.seq_len, (self.batch_size,), self._generator)
+        return _read_windows(self.train_tokens, offsets, self.seq_len)
+
+    def eval_splits(self) -> dict[str, Iterable[Batch]]:
+        return {
+            "train": _FixedWindows(self.train_tokens, self._eval_offsets["train"], self.seq_len),
+            "val": _FixedWindows(self.val_tokens, self._eval_offsets["val"], self.seq_len),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+
+
+def prepare_text(source: Path, out: Path, val_fraction: float = 0.1) -> dict[str, Any]:
+    """Byte-level tokens of `source` as out/train.bin, out/val.bin (uint16) and out/meta.json."""
+    source, out = Path(source), Path(out)
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"val_fraction = {val_fraction}; allowed: between 0 and 1, exclusive")
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise UserError(f"{source}: empty; there is no text to tokenize")
+    n_train = int(len(data) * (1.0 - val_fraction))
+    if not 0 < n_train < len(data):
+        raise UserError(
+            f"{source}: {len(data)} bytes is too short to split into train and val "
+            f"with val_fraction = {val_fraction}"
+        )
+    tokens = np.frombuffer(data, dtype=np.uint8).astype(np.uint16)
+    meta = {
+        "vocab_size": BYTE_VOCAB,
+        "train_tokens": n_train,
+        "val_tokens": len(data) - n_train,
+        "source": str(source),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / "train.bin", tokens[:n_train].tobytes())
+        _write_atomic(out / "val.bin", tokens[n_train:].tobytes())
+        _write_atomic(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    log.info("%s: %d train and %d val tokens in %s", source, n_train, len(data) - n_train, out)
+    return meta
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write beside `path`, then rename over it: a reader never sees a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

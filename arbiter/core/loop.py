@@ -1,0 +1,243 @@
+"""The training loop every run goes through: `arbiter train` and every Tune trial.
+
+Read it as an algorithm box: resolve hardware, build model/data/optimizer, restore a checkpoint if
+one is given, then per optimizer step accumulate micro-batch gradients under autocast, unscale,
+clip, step; every `log_interval` steps report metrics, every `eval_interval` steps evaluate, every
+`checkpoint.interval` steps (and at the last) save. Host-device syncs happen only at log steps.
+A caller plugs in through `Reporter` (a Tune trial reports to Tune); the loop never imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from arbiter.config import Config
+from arbiter.core import checkpoint as ckpt
+from arbiter.core.data import IGNORE_INDEX, Task, make_task
+from arbiter.core.hardware import peak_flops
+from arbiter.core.metrics import MetricsLog
+from arbiter.core.model import build_model
+from arbiter.core.optim import build_optimizer, learning_rate, set_learning_rate
+from arbiter.core.precision import Precision, describe, resolve_device, resolve_precision
+from arbiter.errors import RunFailed
+from arbiter.estimate import training_flops_per_token
+
+log = logging.getLogger(__name__)
+
+# metrics, and the checkpoint folder written at this step (None if none)
+Reporter = Callable[[dict[str, Any], "Path | None"], None]
+
+
+class NonFiniteLoss(RunFailed):
+    """The loss became NaN or infinite: the run cannot continue."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    step: int
+    metrics: dict[str, Any]
+    out_dir: Path
+
+
+def train(
+    config: Config,
+    out_dir: Path,
+    reporter: Reporter | None = None,
+    resume_from: Path | None = None,
+) -> RunResult:
+    """Train `config` to `training.steps`, writing metrics and checkpoints under `out_dir`.
+
+    `resume_from` is a checkpoint folder to continue from exactly (model, optimizer, scaler,
+    data cursor, RNG states and step).
+    """
+    t = config.training
+    precision = resolve_precision(t.precision, resolve_device(t.device))
+    _seed_everything(t.seed)
+    model = build_model(config).to(precision.device)
+    model.gradient_checkpointing = t.gradient_checkpointing
+    task = make_task(config)
+    optimizer = build_optimizer(model, t, precision.device)
+    scaler = precision.grad_scaler()
+    step, last_eval = 0, {}
+    if resume_from is not None:
+        state = ckpt.load_checkpoint(resume_from)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        task.load_state_dict(state["data"])
+        ckpt.restore_rng(state["rng"])
+        step, last_eval = state["step"], state["last_eval"]
+        log.info("resumed from %s at step %d", resume_from, step)
+    forward = torch.compile(model) if t.compile else model
+    metrics_log = MetricsLog(out_dir, config.logging.enable_tensorboard, step if step else None)
+    hardware = {"device": str(precision.device), "precision": precision.name,
+                "attention": model.attention_kernel}  # fmt: skip
+    log.info("training on %s, attention kernel %s", describe(precision), model.attention_kernel)
+
+    speed = _Speedometer(config, precision)
+    window = _Window(precision.device)
+    metrics: dict[str, Any] = {}
+    try:
+        while step < t.steps:
+            set_learning_rate(optimizer, learning_rate(step, t))
+            for _ in range(t.gradient_accumulation):
+                x, y = (b.to(precision.device, non_blocking=True) for b in task.train_batch())
+                with precision.autocast():
+                    logits = forward(x)
+                loss = _loss(logits, y)  # fp32, whatever the compute precision
+                scaler.scale(loss / t.gradient_accumulation).backward()
+                window.add(loss.detach(), step)
+            scaler.unscale_(optimizer)
+            max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            speed.tick(t.batch_size * t.gradient_accumulation * config.seq_len())
+
+            last = step == t.steps
+            if step % t.eval_interval == 0 or last:
+                last_eval = evaluate(forward, task, precision)
+            saved = None
+            if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
+                saved = _save(out_dir, config, step, last_eval, model, optimizer, scaler, task)
+            if step % config.logging.log_interval == 0 or last or saved:
+                metrics = {"step": step, **window.drain(), **last_eval,
+                           "lr": optimizer.param_groups[0]["lr"],
+                           "grad_norm": grad_norm.item(), "weight_norm": _weight_norm(model),
+                           **speed.read(), **hardware}  # fmt: skip
+                metrics_log.write(metrics)
+                if reporter is not None:
+                    reporter(metrics, saved)
+    finally:
+        metrics_log.close()
+    return RunResult(step, metrics, out_dir)
+
+
+@torch.no_grad()
+def evaluate(forward: Callable, task: Task, precision: Precision) -> dict[str, float]:
+    """Loss and accuracy over each evaluation split, as `split/loss` and `split/accuracy`."""
+    was_training = forward.training
+    forward.eval()
+    results = {}
+    for split, batches in task.eval_splits().items():
+        loss_sum = torch.zeros((), device=precision.device)
+        correct = torch.zeros((), device=precision.device)
+        count = 0
+        for x, y in batches:
+            x, y = x.to(precision.device), y.to(precision.device)
+            with precision.autocast():
+                logits = forward(x)
+            scored = y != IGNORE_INDEX
+            loss_sum += _loss(logits, y, reduction="sum")
+            correct += (logits.argmax(-1)[scored] == y[scored]).sum()
+            count += int(scored.sum())
+        results[f"{split}/loss"] = loss_sum.item() / count
+        results[f"{split}/accuracy"] = correct.item() / count
+    forward.train(was_training)
+    return results
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in fp32: 16-bit logits round a confident softmax to exactly zero loss."""
+    return F.cross_entropy(
+        logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
+    )
+
+
+def _save(out_dir, config, step, last_eval, model, optimizer, scaler, task) -> Path:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "data": task.state_dict(),
+        "rng": ckpt.capture_rng(),
+        "step": step,
+        "last_eval": last_eval,
+    }
+    dumped = config.model_dump(mode="json")
+    return ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep)
+
+
+def _weight_norm(model: torch.nn.Module) -> float:
+    norms = torch._foreach_norm([p.detach() for p in model.parameters()])
+    return torch.linalg.vector_norm(torch.stack(norms)).item()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Window:
+    """Training loss since the last log step, summed on the device (read only at log steps).
+
+    Also remembers the first step whose loss was not finite, without a host sync per step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._reset()
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def _reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.loss_sum += loss
+        self.count += 1
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, step + 1, self.first_bad)
+
+    def drain(self) -> dict[str, float]:
+        first_bad = int(self.first_bad)
+        if first_bad >= 0:
+            raise NonFiniteLoss(f"the training loss became NaN or infinite at step {first_bad}")
+        mean = (self.loss_sum / self.count).item()
+        self._reset()
+        return {"train/loss": mean}
+
+
+class _Speedometer:
+    """Tokens per second (and MFU on GPUs with a known peak) since the last reading."""
+
+    def __init__(self, config: Config, precision: Precision) -> None:
+        self.flops_per_token = training_flops_per_token(config)
+        self.peak = None
+        if precision.device.type == "cuda":
+            self.peak = peak_flops(torch.cuda.get_device_name(precision.device))
+        self.device = precision.device
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def tick(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def read(self) -> dict[str, float]:
+        now = time.perf_counter()
+        per_s = self.tokens / max(now - self.start, 1e-9)
+        self.tokens, self.start = 0, now
+        out = {"tokens_per_s": per_s, "memory/peak_bytes": self._peak_memory()}
+        if self.peak:
+            out["mfu"] = per_s * self.flops_per_token / self.peak
+        return out
+
+    def _peak_memory(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

@@ -1,0 +1,121 @@
+"""The optimizer (AdamW with decoupled weight decay on matrices) and the learning-rate schedule.
+
+Weight decay is what makes grokking happen, so which tensors it touches matters: the matrices of
+the linear layers are decayed; norm weights and any 1-D tensor (biases) never are, since pulling
+a norm's gain towards zero only fights the normalisation; the token embedding is decayed only
+with `training.decay_embeddings`.
+
+The schedule is a pure function of the step, so a resumed run sets exactly the learning rate the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from arbiter.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+ADAM_EPS = 1e-8
+
+# Modules whose weights are gains, never decayed whatever their shape.
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.RMSNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, decay_embeddings: bool
+) -> list[dict[str, Any]]:
+    """Two AdamW groups, always in this order: [decayed, not decayed].
+
+    Both groups are always present (one may be empty) so that the group layout, which optimizer
+    checkpoints record, does not depend on the model. Each group also lists its parameters'
+    names, in model order, under `param_names` (torch's own key for them, kept in optimizer
+    state dicts). Frozen parameters are left out.
+    """
+    # Decided by owning module, not by name: a weight tied to an embedding (lm_head) is the
+    # embedding's, and named_parameters() yields it once under its first name.
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    norms = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters()}
+    decay: dict[str, list] = {"params": [], "param_names": []}
+    no_decay: dict[str, list] = {"params": [], "param_names": []}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if id(param) in embeddings:
+            decayed = decay_embeddings
+        else:
+            decayed = param.ndim >= 2 and id(param) not in norms
+        group = decay if decayed else no_decay
+        group["params"].append(param)
+        group["param_names"].append(name)
+    return [
+        {**decay, "weight_decay": weight_decay},
+        {**no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module, training: TrainingConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over `param_groups`; move the model to `device` first (fused AdamW needs CUDA)."""
+    groups = param_groups(model, training.weight_decay, training.decay_embeddings)
+    decayed, kept = groups
+    logger.info(
+        "optimizer: AdamW, weight decay %g on %d tensors (%s parameters), none on %d (%s)",
+        training.weight_decay,
+        len(decayed["params"]),
+        f"{sum(p.numel() for p in decayed['params']):,}",
+        len(kept["params"]),
+        f"{sum(p.numel() for p in kept['params']):,}",
+    )
+    # On CUDA the fused kernel updates a whole group in one launch; elsewhere torch picks its
+    # default implementation (fused needs every parameter on the GPU: move the model first).
+    fused = True if device.type == "cuda" else None
+    return torch.optim.AdamW(
+        groups,
+        lr=training.learning_rate,
+        betas=tuple(training.betas),
+        eps=ADAM_EPS,
+        fused=fused,
+    )
+
+
+def learning_rate(step: int, training: TrainingConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based).
+
+    Warmup: lr * (step + 1) / warmup_steps, reaching lr at step warmup_steps - 1. Then
+    "constant" stays at lr, and "cosine" follows half a cosine from lr (at the end of warmup) to
+    min_lr_ratio * lr at the last step, steps - 1, and stays there beyond it.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    peak = training.learning_rate
+    warmup = training.warmup_steps
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if training.lr_schedule == "constant":
+        return peak
+    start = max(warmup - 1, 0)  # the step at which the peak is reached
+    end = training.steps - 1
+    if end <= start:
+        return peak  # no step is left to decay over
+    progress = min((step - start) / (end - start), 1.0)
+    floor = training.min_lr_ratio * peak
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate (the schedule is applied by hand, not by an LR scheduler)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,309 @@
+"""The training data: the modular table and its split, batch order and resume, token files."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arbiter.config import OPERATIONS, Config
+from arbiter.core.data import (
+    EVAL_BATCHES,
+    IGNORE_INDEX,
+    ModularTask,
+    TokenTask,
+    make_task,
+    modular_table,
+    prepare_text,
+)
+from arbiter.errors import UserError
+
+# The operations as Python arithmetic on integers (x = a, y = b).
+PYTHON_OPS = {
+    "add": lambda a, b, p: (a + b) % p,
+    "sub": lambda a, b, p: (a - b) % p,
+    "mul": lambda a, b, p: (a * b) % p,
+    "div": lambda a, b, p: (a * pow(b, -1, p)) % p,
+    "x^2+y^2": lambda a, b, p: (a**2 + b**2) % p,
+    "x^3+xy": lambda a, b, p: (a**3 + a * b) % p,
+    "x^2+xy+y^2": lambda a, b, p: (a**2 + a * b + b**2) % p,
+}
+
+
+def modular(
+    operation: str = "add",
+    modulus: int = 11,
+    train_fraction: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> Config:
+    return Config.model_validate(
+        {
+            "data": {"operation": operation, "modulus": modulus, "train_fraction": train_fraction},
+            "training": {"seed": seed, "batch_size": batch_size},
+        }
+    )
+
+
+def tokens(path: Path, seq_len: int = 8, vocab: int = 2000, batch_size: int = 4) -> Config:
+    return Config.model_validate(
+        {
+            "data": {"task": "tokens", "path": str(path)},
+            "model": {"vocab_size": vocab},
+            "training": {"seq_len": seq_len, "batch_size": batch_size, "seed": 3},
+        }
+    )
+
+
+def pairs(batches) -> list[tuple[int, int]]:
+    """The (a, b) of every example in some modular batches, in order."""
+    return [(int(row[0]), int(row[2])) for x, _ in batches for row in x]
+
+
+def roundtrip(state: dict) -> dict:
+    """A state dict as a checkpoint would give it back."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+# --- the modular task ---------------------------------------------------------------------
+
+
+def test_python_ops_cover_every_configured_operation():
+    assert set(PYTHON_OPS) == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_every_entry_of_the_table_is_right(operation):
+    p = 13
+    task = ModularTask(modular(operation, modulus=p))
+    examples = 0
+    for x, y in [batch for batches in task.eval_splits().values() for batch in batches]:
+        assert x.dtype == y.dtype == torch.int64
+        assert (x[:, 1] == p).all() and (x[:, 3] == p + 1).all()  # op and "=" tokens
+        assert (y[:, :3] == IGNORE_INDEX).all()
+        for (a, _, b, _), c in zip(x.tolist(), y[:, 3].tolist(), strict=True):
+            assert c == PYTHON_OPS[operation](a, b, p), (a, b)
+            examples += 1
+    assert examples == p * (p - 1 if operation == "div" else p)
+    assert (task.vocab_size, task.seq_len) == (p + 2, 4)
+
+
+def test_div_inverts_mul_and_skips_zero():
+    p = 17
+    a, b, c = modular_table("div", p)
+    assert len(a) == p * (p - 1) and int(b.min()) == 1
+    assert ((c * b) % p == a).all()
+
+
+def test_split_sizes_are_disjoint_and_cover_all_pairs():
+    task = ModularTask(modular("mul", modulus=11, train_fraction=0.3))
+    split = task.eval_splits()
+    train, val = pairs(split["train"]), pairs(split["val"])
+    assert len(train) == round(0.3 * 121) == 36 and len(val) == 121 - 36
+    assert not set(train) & set(val)
+    assert set(train) | set(val) == {(a, b) for a in range(11) for b in range(11)}
+
+
+def test_split_is_seeded():
+    def train_pairs(seed: int) -> list[tuple[int, int]]:
+        return pairs(ModularTask(modular(seed=seed)).eval_splits()["train"])
+
+    assert train_pairs(1) == train_pairs(1)
+    assert set(train_pairs(1)) != set(train_pairs(2))
+
+
+def test_eval_is_chunked():
+    task = ModularTask(modular(modulus=97, train_fraction=0.9))  # 8468 training pairs
+    sizes = [len(x) for x, _ in task.eval_splits()["train"]]
+    assert sizes == [8192, 8468 - 8192]
+
+
+def test_an_epoch_has_no_repeats_and_covers_the_training_set():
+    task = ModularTask(modular(modulus=8, batch_size=8))  # 32 training pairs, 4 batches an epoch
+    train = set(pairs(task.eval_splits()["train"]))
+    for _ in range(3):
+        epoch = pairs([task.train_batch() for _ in range(4)])
+        assert len(epoch) == len(set(epoch)) == 32 and set(epoch) == train
+
+
+def test_a_batch_crossing_epochs_takes_the_rest_then_a_new_epoch():
+    task = ModularTask(modular(modulus=8, batch_size=5))  # 32 pairs: batch 7 crosses epochs
+    train = set(pairs(task.eval_splits()["train"]))
+    stream = pairs([task.train_batch() for _ in range(13)])  # 65 examples
+    assert set(stream[:32]) == set(stream[32:64]) == train
+    assert stream[:32] != stream[32:64]  # a new permutation each epoch
+    assert all(len(x) == 5 for x, _ in [task.train_batch() for _ in range(5)])
+
+
+def test_full_batch_when_batch_size_exceeds_the_training_set():
+    task = ModularTask(modular(modulus=8, batch_size=1000))
+    train = set(pairs(task.eval_splits()["train"]))
+    first, second = pairs([task.train_batch()]), pairs([task.train_batch()])
+    assert len(first) == len(second) == 32
+    assert set(first) == set(second) == train and first != second
+
+
+def test_batches_are_seeded_and_leave_the_global_rng_alone():
+    global_state = torch.get_rng_state()
+    a = [x for x, _ in _batches(ModularTask(modular(seed=4)), 3)]
+    b = [x for x, _ in _batches(ModularTask(modular(seed=4)), 3)]
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+
+def _batches(task, k: int) -> list:
+    return [task.train_batch() for _ in range(k)]
+
+
+@pytest.mark.parametrize("batch_size", [5, 1000])
+def test_resume_continues_exactly(batch_size):
+    config = modular(modulus=8, batch_size=batch_size)
+    uninterrupted = ModularTask(config)
+    _batches(uninterrupted, 9)  # into the second epoch for batch_size 5
+    resumed = ModularTask(config)
+    resumed.load_state_dict(roundtrip(uninterrupted.state_dict()))
+    for (x1, y1), (x2, y2) in zip(_batches(uninterrupted, 10), _batches(resumed, 10), strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_resume_with_another_training_set_is_refused():
+    state = ModularTask(modular(modulus=8)).state_dict()
+    with pytest.raises(UserError, match="32 training pairs"):
+        ModularTask(modular(modulus=9)).load_state_dict(state)
+
+
+def test_a_fraction_leaving_an_empty_split_is_an_error():
+    with pytest.raises(UserError, match="data.train_fraction"):
+        ModularTask(modular(modulus=2, train_fraction=0.05))
+
+
+# --- token files ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def token_dir(tmp_path: Path) -> Path:
+    """train.bin holds 0..199 (a token is its own offset); val.bin holds 1000..1059."""
+    np.arange(200, dtype=np.uint16).tofile(tmp_path / "train.bin")
+    np.arange(1000, 1060, dtype=np.uint16).tofile(tmp_path / "val.bin")
+    return tmp_path
+
+
+def test_make_task_picks_the_task(token_dir):
+    assert isinstance(make_task(modular()), ModularTask)
+    assert isinstance(make_task(tokens(token_dir)), TokenTask)
+
+
+def test_token_windows_shift_by_one_and_stay_in_bounds(token_dir):
+    task = TokenTask(tokens(token_dir, seq_len=8, batch_size=4))
+    assert (task.vocab_size, task.seq_len) == (2000, 8)
+    starts = set()
+    for _ in range(20):
+        x, y = task.train_batch()
+        assert x.shape == y.shape == (4, 8) and x.dtype == y.dtype == torch.int64
+        assert torch.equal(y, x + 1)  # consecutive tokens: y is x shifted by one
+        for start in x[:, 0].tolist():
+            assert torch.equal(x[x[:, 0] == start][0], torch.arange(start, start + 8))
+        starts.update(x[:, 0].tolist())
+    assert min(starts) >= 0 and max(starts) <= 200 - 9
+
+
+def test_token_windows_reach_the_last_token(tmp_path):
+    np.arange(12, dtype=np.uint16).tofile(tmp_path / "train.bin")
+    np.arange(12, dtype=np.uint16).tofile(tmp_path / "val.bin")
+    task = TokenTask(tokens(tmp_path, seq_len=8, batch_size=4))
+    starts = {s for _ in range(50) for s in task.train_batch()[0][:, 0].tolist()}
+    assert starts == {0, 1, 2, 3}  # 12 tokens hold windows of 9 at offsets 0..3
+
+
+def test_token_resume_continues_exactly(token_dir):
+    uninterrupted = TokenTask(tokens(token_dir))
+    _batches(uninterrupted, 3)
+    resumed = TokenTask(tokens(token_dir))
+    resumed.load_state_dict(roundtrip(uninterrupted.state_dict()))
+    for (x1, _), (x2, _) in zip(_batches(uninterrupted, 5), _batches(resumed, 5), strict=True):
+        assert torch.equal(x1, x2)
+
+
+def test_token_eval_batches_are_fixed(token_dir):
+    task = TokenTask(tokens(token_dir, batch_size=4))
+    first = task.eval_splits()
+    task.train_batch()  # training draws must not move the evaluation windows
+    second = TokenTask(tokens(token_dir, batch_size=4)).eval_splits()
+    for name in ("train", "val"):
+        a, b = list(first[name]), list(second[name])
+        assert len(a) == EVAL_BATCHES and all(x.shape == (4, 8) for x, _ in a)
+        for (x1, y1), (x2, y2), (x3, _) in zip(a, b, first[name], strict=True):
+            # the same windows from a fresh task and from iterating the same splits again
+            assert torch.equal(x1, x2) and torch.equal(y1, y2) and torch.equal(x1, x3)
+    assert all(int(x.min()) >= 1000 for x, _ in first["val"])  # val windows come from val.bin
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda d: (d / "train.bin").unlink(), "train.bin: not found; make it with"),
+        (lambda d: (d / "val.bin").unlink(), "val.bin: not found"),
+        (lambda d: np.arange(9, dtype=np.uint16).tofile(d / "val.bin"), "9 tokens, fewer than"),
+        (lambda d: (d / "val.bin").write_bytes(b"abc"), "3 bytes is not a whole number"),
+        (
+            lambda d: np.array([5, 2000, 7] * 10, dtype=np.uint16).tofile(d / "val.bin"),
+            "token id 2000 is outside the vocabulary",
+        ),
+    ],
+)
+def test_unusable_token_files_are_one_line_errors(token_dir, setup, expected):
+    setup(token_dir)
+    with pytest.raises(UserError) as info:
+        TokenTask(tokens(token_dir, seq_len=8, vocab=2000))
+    message = str(info.value)
+    assert expected in message and str(token_dir) in message and "\n" not in message
+
+
+def test_a_missing_token_folder_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="nowhere: folder not found"):
+        TokenTask(tokens(tmp_path / "nowhere"))
+
+
+# --- prepare_text -------------------------------------------------------------------------
+
+
+def test_prepare_text_round_trips_the_bytes(tmp_path):
+    text = ("Grokking: generalisation long after overfitting. é\n" * 30).encode()
+    source = tmp_path / "corpus.txt"
+    source.write_bytes(text)
+    out = tmp_path / "made" / "tokens"
+    meta = prepare_text(source, out, val_fraction=0.2)
+
+    train = np.fromfile(out / "train.bin", dtype=np.uint16)
+    val = np.fromfile(out / "val.bin", dtype=np.uint16)
+    assert bytes(np.concatenate([train, val]).astype(np.uint8)) == text
+    assert len(val) == len(text) - int(len(text) * 0.8) and len(train) > len(val)
+    expected = {
+        "vocab_size": 256,
+        "train_tokens": len(train),
+        "val_tokens": len(val),
+        "source": str(source),
+    }
+    assert meta == expected and json.loads((out / "meta.json").read_text()) == expected
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.bin", "val.bin"]
+    x, _ = TokenTask(tokens(out, vocab=256)).train_batch()  # the tokens task reads it back
+    assert int(x.max()) < 256
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [(b"", "empty"), (b"a", "too short to split"), (None, "cannot read")]
+)
+def test_prepare_text_rejects_unusable_sources(tmp_path, content, expected):
+    source = tmp_path / "in.txt"
+    if content is not None:
+        source.write_bytes(content)
+    with pytest.raises(UserError, match=expected):
+        prepare_text(source, tmp_path / "out")
+    assert not (tmp_path / "out" / "train.bin").exists()
