@@ -107,12 +107,15 @@ def train(
             speed.tick(t.batch_size * t.gradient_accumulation * config.seq_len())
 
             last = step == t.steps
-            if step % t.eval_interval == 0 or last:
+            log_step = step % config.logging.log_interval == 0 or last
+            # Every report carries validation metrics (Tune ranks by them), so the first report
+            # evaluates even when it comes before the first eval_interval.
+            if step % t.eval_interval == 0 or last or (log_step and not last_eval):
                 last_eval = evaluate(forward, task, precision)
             saved = None
             if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
                 saved = _save(out_dir, config, step, last_eval, model, optimizer, scaler, task)
-            if step % config.logging.log_interval == 0 or last or saved:
+            if log_step or saved:
                 metrics = {"step": step, **window.drain(), **last_eval,
                            "lr": optimizer.param_groups[0]["lr"],
                            "grad_norm": grad_norm.item(), "weight_norm": _weight_norm(model),

@@ -1,0 +1,200 @@
+"""The training core end to end on tiny real models: exact resume, grokking, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arbiter.config import Config
+from arbiter.core.checkpoint import latest_checkpoint, load_checkpoint
+from arbiter.core.loop import NonFiniteLoss, train
+from arbiter.core.metrics import read_metrics
+
+# Wall-clock figures differ between any two runs; everything else must match exactly.
+TIMING = {"tokens_per_s", "memory/peak_bytes"}
+
+
+def tiny(dropout: float = 0.0, **training) -> Config:
+    return Config.model_validate(
+        {
+            "model": {"dim": 32, "n_layers": 2, "n_heads": 2, "dropout": dropout},
+            "data": {"modulus": 23, "train_fraction": 0.5},
+            "training": {"batch_size": 64, "steps": 60, "warmup_steps": 5,
+                         "eval_interval": 10, **training},
+            "checkpoint": {"interval": 20, "keep": 5},
+            "logging": {"log_interval": 10, "enable_tensorboard": False},
+        }
+    )  # fmt: skip
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    found = latest_checkpoint(out)
+    assert found is not None
+    return found[1]["model"]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
+    config = tiny(dropout=0.0)
+    straight = train(config, tmp_path / "straight")
+
+    def crash_at_30(metrics, saved):
+        if metrics["step"] == 30:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, tmp_path / "cut", reporter=crash_at_30)
+    checkpoint, state = latest_checkpoint(tmp_path / "cut")
+    assert state["step"] == 20  # steps 21-30 are lost and must be redone identically
+    resumed = train(config, tmp_path / "cut", resume_from=checkpoint)
+
+    assert resumed.step == straight.step == 60
+    assert without_timing([resumed.metrics]) == without_timing([straight.metrics])
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # the resumed log drops the redone rows: it reads as if never interrupted
+    rows_straight = without_timing(read_metrics(tmp_path / "straight"))
+    assert without_timing(read_metrics(tmp_path / "cut")) == rows_straight
+    assert [r["step"] for r in rows_straight] == [10, 20, 30, 40, 50, 60]
+
+
+def test_dropout_run_resumes_exactly_too(tmp_path):
+    """Dropout draws from the global RNG: its state must come back with the checkpoint."""
+    config = tiny(dropout=0.1)
+    straight = train(config, tmp_path / "a")
+
+    def crash_at_50(metrics, saved):
+        if metrics["step"] == 50:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, tmp_path / "b", reporter=crash_at_50)
+    resumed = train(config, tmp_path / "b", resume_from=latest_checkpoint(tmp_path / "b")[0])
+    assert without_timing([resumed.metrics]) == without_timing([straight.metrics])
+
+
+def test_checkpoints_hold_everything_needed(tmp_path):
+    train(tiny(), tmp_path)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00000020", "step_00000040", "step_00000060"]
+    state = load_checkpoint(tmp_path / "checkpoints" / "step_00000060")
+    assert {"model", "optimizer", "scaler", "data", "rng", "step"} <= state.keys()
+    meta = json.loads((tmp_path / "checkpoints" / "step_00000060" / "meta.json").read_text())
+    assert meta["config"]["training"]["steps"] == 60 and "torch" in meta["versions"]
+
+
+def test_metrics_rows_carry_the_documented_keys(tmp_path):
+    train(tiny(), tmp_path)
+    rows = read_metrics(tmp_path)
+    expected = {"step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr",
+                "grad_norm", "weight_norm", "tokens_per_s", "memory/peak_bytes", "device",
+                "precision", "attention"}  # fmt: skip
+    assert expected <= rows[-1].keys()
+    assert rows[-1]["device"] == "cpu" and rows[-1]["precision"] == "fp32"
+    assert rows[-1]["attention"] == "sdpa"
+    assert all(0.0 <= r["val/accuracy"] <= 1.0 for r in rows)
+
+
+def test_tensorboard_events_are_written(tmp_path):
+    config = tiny()
+    config.logging.enable_tensorboard = True
+    train(config, tmp_path)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_nan_loss_stops_the_run_naming_the_step(tmp_path):
+    config = tiny(learning_rate=1e30, grad_clip=0.0, warmup_steps=0)
+    with pytest.raises(NonFiniteLoss, match=r"NaN or infinite at step \d+"):
+        train(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_modular_addition_groks(tmp_path):
+    """p = 97, half the table, 1 x 64, AdamW lr 1e-3 wd 1, batch 512: train fits, then val.
+
+    A generous budget (4x the ~1,000 steps it takes here) leaves room for seed variation.
+    """
+    config = Config.model_validate(
+        {
+            "model": {"dim": 64, "n_layers": 1, "n_heads": 4, "mlp": "gelu", "mlp_dim": 256},
+            "data": {"modulus": 97, "train_fraction": 0.5},
+            "training": {"batch_size": 512, "learning_rate": 1e-3, "weight_decay": 1.0,
+                         "betas": [0.9, 0.98], "lr_schedule": "constant", "steps": 4000,
+                         "warmup_steps": 10, "eval_interval": 50, "precision": "fp32"},
+            "checkpoint": {"enable": False},
+            "logging": {"log_interval": 50, "enable_tensorboard": False},
+        }
+    )  # fmt: skip
+
+    def stop_once_grokked(metrics, saved):
+        if metrics["val/accuracy"] >= 0.99:
+            raise Crash  # the rest of the budget would show nothing new
+
+    with pytest.raises(Crash):
+        train(config, tmp_path, reporter=stop_once_grokked)
+    rows = read_metrics(tmp_path)
+    fit = next(r["step"] for r in rows if r["train/accuracy"] >= 0.99)
+    grok = rows[-1]["step"]
+    assert fit < grok
+
+
+@pytest.mark.slow
+def test_arbiter_train_killed_and_resumed_matches_a_straight_run(tmp_path, write):
+    """SIGKILL `arbiter train` after a checkpoint, then `--resume`: same metrics, same weights."""
+    config = write(
+        "run.toml",
+        """
+        [model]
+        dim = 32
+        n_layers = 2
+        n_heads = 2
+        [data]
+        modulus = 23
+        [training]
+        batch_size = 64
+        steps = 1000
+        eval_interval = 100
+        [checkpoint]
+        interval = 100
+        keep = 20
+        [logging]
+        log_interval = 100
+        enable_tensorboard = false
+    """,
+    )
+    arbiter = [sys.executable, "-m", "arbiter", "train", "--config", str(config)]
+    subprocess.run([*arbiter, "--out", str(tmp_path / "straight")], check=True,
+                   capture_output=True)  # fmt: skip
+    cut = tmp_path / "cut"
+    process = subprocess.Popen([*arbiter, "--out", str(cut)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (cut / "checkpoints" / "step_00000200").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (cut / "checkpoints" / "step_00001000").exists()
+    refused = subprocess.run([*arbiter, "--out", str(cut)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr  # no silent restart
+    subprocess.run([*arbiter, "--out", str(cut), "--resume"], check=True, capture_output=True)
+    assert without_timing(read_metrics(cut)) == without_timing(read_metrics(tmp_path / "straight"))
+    a, b = final_weights(tmp_path / "straight"), final_weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,70 @@
+"""`arbiter train` and `arbiter prepare-text` through the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from arbiter.cli import EXIT_USER_ERROR
+from arbiter.core.metrics import read_metrics
+
+TOKENS_RUN = """
+    [model]
+    dim = 32
+    n_layers = 1
+    n_heads = 2
+    vocab_size = 256
+    [training]
+    batch_size = 8
+    seq_len = 32
+    steps = 20
+    warmup_steps = 2
+    eval_interval = 10
+    [data]
+    task = "tokens"
+    path = "{path}"
+    [checkpoint]
+    interval = 10
+    [logging]
+    log_interval = 5
+    enable_tensorboard = false
+"""
+
+
+def test_prepare_text_then_train_on_tokens(cli, write, tmp_path):
+    corpus = write("corpus.txt", "the quick brown fox jumps over the lazy dog. " * 200)
+    code, out, err = cli("prepare-text", corpus, "--out", tmp_path / "tokens")
+    assert code == 0, err
+    assert "byte-level, vocab_size 256" in out
+    config = write("run.toml", TOKENS_RUN.format(path=tmp_path / "tokens"))
+    code, _, err = cli("train", "--config", config, "--out", tmp_path / "run")
+    assert code == 0, err
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    assert rows[-1]["val/loss"] < rows[0]["val/loss"]  # it learns the repeated sentence
+
+
+def test_missing_token_files_are_a_user_error(cli, write, tmp_path):
+    config = write("run.toml", TOKENS_RUN.format(path=tmp_path / "absent"))
+    code, _, err = cli("train", "--config", config, "--out", tmp_path / "run")
+    assert code == EXIT_USER_ERROR
+    assert "absent" in err and "prepare-text" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_without_checkpoints_is_refused(cli, write, tmp_path):
+    config = write("run.toml", "[training]\nsteps = 5\nwarmup_steps = 0\n")
+    code, _, err = cli("train", "--config", config, "--out", tmp_path / "empty", "--resume")
+    assert code == EXIT_USER_ERROR and "no valid checkpoint" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "--tier", "auto"], "no GPU visible"),
+        (["train"], "give --config FILE or --tier"),  # no terminal for the menu under pytest
+    ],
+)
+def test_tier_choice_without_gpu_or_terminal(cli, argv, words, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(*argv)
+    assert code == EXIT_USER_ERROR and words in err
+    assert not (tmp_path / "runs").exists()
