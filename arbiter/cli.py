@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from arbiter import __version__
 from arbiter.errors import RunFailed, UserError
+from arbiter.experiment import DEFAULT_STORAGE
 
 EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_NOT_READY = 3
-DEFAULT_STORAGE = "~/arbiter_results"
 
 
 class NotReady(Exception):
@@ -83,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         _storage_flag(command)
         if verb == "status":
             command.add_argument("--json", action="store_true", help="print a JSON object")
+        if verb == "resume":
+            command.add_argument(
+                "--address", help="the Ray cluster to resume on (auto or HOST:PORT)"
+            )
         if verb == "report":
             command.add_argument(
                 "--out", type=Path, help="folder for the report (default: in the experiment)"
             )
-        command.set_defaults(run=_not_ready)
+        command.set_defaults(run={"resume": _resume, "status": _status, "report": _not_ready}[verb])
 
     train = commands.add_parser("train", help="train one run without Ray (the legacy flow)")
     source = train.add_mutually_exclusive_group()
@@ -121,23 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from arbiter.dry_run import print_dry_run
-    from arbiter.loading import load_config
-    from arbiter.templates import find_template
-    from arbiter.trials import plan_trials
+    from arbiter.sweep_command import run_sweep
 
-    path = find_template(args.template)
-    template = load_config(path, args.set)
-    if template.sweep is None:
-        raise UserError(
-            f"{path}: has no [sweep] table; it is a run config (use `arbiter train --config`)"
-        )
-    trials = plan_trials(template, str(path))
-    storage_root(args.storage)
-    if args.dry_run:
-        print_dry_run(path, template, trials, args.gpus)
-        return 0
-    raise NotReady("running a sweep on Ray Tune is not implemented yet; --dry-run shows its trials")
+    return run_sweep(args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from arbiter.sweep_command import resume_sweep
+
+    return resume_sweep(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from arbiter.sweep_command import show_status
+
+    return show_status(args)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -193,18 +194,7 @@ def _templates(args: argparse.Namespace) -> int:
 
 
 def _not_ready(args: argparse.Namespace) -> int:
-    raise NotReady("not implemented yet: it arrives with the sweep runner")
-
-
-def storage_root(flag: str | None) -> Path:
-    """The experiments folder: --storage, else $ARBITER_STORAGE, else ~/arbiter_results.
-
-    Only checked here, never created: a dry run or a refused sweep writes nothing.
-    """
-    path = Path(os.path.expanduser(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE))
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--storage {path}: is a file; give a folder for experiments")
-    return path
+    raise NotReady("not implemented yet: it arrives with the grokking report")
 
 
 def _storage_flag(parser: argparse.ArgumentParser) -> None:

@@ -189,6 +189,46 @@ class LoggingConfig(Section):
     """Write TensorBoard event files next to metrics.jsonl."""
 
 
+class StopRule(Section):
+    """`[sweep.stop]`: end a trial once a metric has held a target for `patience` evaluations."""
+
+    metric: str | None = None
+    """The metric to watch; defaults to sweep.metric."""
+    threshold: float
+    """The target: reached when metric >= threshold (mode max) or <= threshold (mode min)."""
+    patience: int = Field(1, gt=0)
+    """Consecutive evaluations at the target before the trial stops."""
+
+
+class AshaOptions(Section):
+    """`[sweep.asha]`: asynchronous successive halving, judged at rungs measured in steps."""
+
+    grace_period: int = Field(1000, gt=0)
+    """Steps every trial runs before it can be stopped."""
+    reduction_factor: float = Field(4.0, gt=1.0)
+    """Only the best 1/reduction_factor of trials go on at each rung."""
+
+
+class PbtOptions(Section):
+    """`[sweep.pbt]`: population based training over the swept keys."""
+
+    perturbation_interval: int = Field(1000, gt=0)
+    """Steps between exploit/explore decisions (a multiple of checkpoint.interval)."""
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
+    """The bottom fraction copies the top fraction's checkpoints."""
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    """Chance that an explored value is drawn afresh instead of perturbed."""
+
+
+class MedianOptions(Section):
+    """`[sweep.median]`: stop a trial whose metric is below the median of the others."""
+
+    grace_period: int = Field(1000, gt=0)
+    """Steps every trial runs before it can be stopped."""
+    min_samples_required: int = Field(3, gt=0)
+    """Trials that must have reported before the median is used."""
+
+
 class SweepConfig(Section):
     """`[sweep]`: how a template becomes trials on Ray Tune."""
 
@@ -206,6 +246,11 @@ class SweepConfig(Section):
     """Retries of a failed trial from its last checkpoint."""
     seed: int = Field(0, ge=0)
     """Seed for drawing random search points."""
+    stop: StopRule | None = None
+    """Stop rule for each trial, e.g. `{ threshold = 0.99, patience = 3 }` (grokked and held)."""
+    asha: AshaOptions = Field(default_factory=AshaOptions)
+    pbt: PbtOptions = Field(default_factory=PbtOptions)
+    median: MedianOptions = Field(default_factory=MedianOptions)
     space: dict[str, Any] = Field(default_factory=dict)
     """Swept keys: `"dotted.key" = [grid values]` or `"dotted.key" = { distribution = [args] }`."""
 
@@ -260,7 +305,29 @@ class Config(Section):
         if self.sweep is not None:
             for key in self.sweep.space:
                 check_sweepable(key)
+            self._check_scheduler(self.sweep)
         return self
+
+    def _check_scheduler(self, sweep: SweepConfig) -> None:
+        """Scheduler options must fit the run: rungs within its steps, checkpoints for PBT."""
+        grace = {"asha": sweep.asha.grace_period, "median": sweep.median.grace_period}
+        if sweep.scheduler in grace and grace[sweep.scheduler] > self.training.steps:
+            raise KeyProblem(
+                f"sweep.{sweep.scheduler}.grace_period",
+                f"{grace[sweep.scheduler]} exceeds training.steps = {self.training.steps}",
+            )
+        if sweep.scheduler != "pbt":
+            return
+        if not self.checkpoint.enable:
+            raise KeyProblem("checkpoint.enable", "scheduler 'pbt' needs checkpoints")
+        if sweep.pbt.perturbation_interval % self.checkpoint.interval:
+            raise KeyProblem(
+                "sweep.pbt.perturbation_interval",
+                f"{sweep.pbt.perturbation_interval} is not a multiple of checkpoint.interval = "
+                f"{self.checkpoint.interval}",
+            )
+        if not sweep.space:
+            raise KeyProblem("sweep.space", "scheduler 'pbt' needs swept keys to mutate")
 
     def _check_derived(self, key: str, given: int | None, implied: int | None) -> None:
         """A value the task implies may be omitted but not contradicted; else it is required."""

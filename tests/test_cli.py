@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from arbiter.cli import EXIT_NOT_READY, EXIT_USER_ERROR
+from arbiter.cli import EXIT_USER_ERROR
 from arbiter.templates import list_templates, packaged_configs
 
 GOOD_TEMPLATE = """
@@ -68,11 +68,6 @@ def test_dry_run_of_the_grokking_template_by_name(cli):
     code, out, _ = cli("sweep", "--template", "grokking_regime.toml", "--gpus", "4", "--dry-run")
     assert code == 0
     assert "8 trials" in out and "x^2+y^2" in out
-
-
-def test_sweep_without_dry_run_is_not_ready_yet(cli, write):
-    code, _, err = cli("sweep", "--template", write("t.toml", GOOD_TEMPLATE))
-    assert code == EXIT_NOT_READY and "--dry-run" in err
 
 
 def _error_cases():

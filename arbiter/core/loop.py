@@ -111,7 +111,7 @@ def train(
             # Every report carries validation metrics (Tune ranks by them), so the first report
             # evaluates even when it comes before the first eval_interval.
             if step % t.eval_interval == 0 or last or (log_step and not last_eval):
-                last_eval = evaluate(forward, task, precision)
+                last_eval = {**evaluate(forward, task, precision), "eval_step": step}
             saved = None
             if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
                 saved = _save(out_dir, config, step, last_eval, model, optimizer, scaler, task)

@@ -1,0 +1,103 @@
+"""An experiment folder: where it is, what template it ran, and whether Tune can restore it.
+
+`STORAGE/NAME/arbiter.json` records the resolved template, its hash and the sweep's flags, so
+`resume` runs exactly what was started and refuses a template that changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arbiter.config import Config
+from arbiter.errors import UserError
+
+RECORD = "arbiter.json"
+DEFAULT_STORAGE = "~/arbiter_results"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What `arbiter.json` holds."""
+
+    template: str
+    sets: list[str]
+    template_hash: str
+    resolved: dict[str, Any]
+    gpus: int
+    cpus_per_trial: int
+
+    def config(self) -> Config:
+        return Config.model_validate(self.resolved)
+
+
+def storage_root(flag: str | None) -> Path:
+    """The experiments folder: --storage, else $ARBITER_STORAGE, else ~/arbiter_results.
+
+    Only checked here, never created: a dry run or a refused sweep writes nothing.
+    """
+    path = Path(os.path.expanduser(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE))
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--storage {path}: is a file; give a folder for experiments")
+    return path.resolve()
+
+
+def default_name(template: Path) -> str:
+    return f"{template.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def template_hash(config: Config) -> str:
+    """A hash of the resolved template: equal when every setting is equal."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_experiment(storage: Path, name: str, record: Record) -> Path:
+    """Create STORAGE/NAME with its record; an existing name is refused, its folder untouched."""
+    if "/" in name or name in ("", ".", ".."):
+        raise UserError(f"--name {name!r}: must be a plain folder name")
+    path = storage / name
+    if path.exists():
+        raise UserError(
+            f"--name {name}: {path} already exists; `arbiter resume {name}` continues it, "
+            "or choose another --name"
+        )
+    try:
+        path.mkdir(parents=True)
+        (path / RECORD).write_text(json.dumps(record.__dict__, indent=2))
+    except OSError as exc:
+        raise UserError(
+            f"--storage {storage}: cannot create the experiment folder: {exc}"
+        ) from None
+    return path
+
+
+def find_experiment(name_or_path: str, storage_flag: str | None) -> Path:
+    """An experiment folder from a path, or a name under the storage folder."""
+    direct = Path(name_or_path).expanduser()
+    if (direct / RECORD).is_file():
+        return direct.resolve()
+    under = storage_root(storage_flag) / name_or_path
+    if (under / RECORD).is_file():
+        return under
+    raise UserError(
+        f"{name_or_path}: no Arbiter experiment here or under {storage_root(storage_flag)} "
+        f"(looked for {RECORD})"
+    )
+
+
+def read_record(path: Path) -> Record:
+    try:
+        return Record(**json.loads((path / RECORD).read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"{path / RECORD}: unreadable experiment record: {exc}") from None
+
+
+def has_tune_state(path: Path) -> bool:
+    """Tune can restore only once it saved an experiment state, not merely tuner.pkl."""
+    return (path / "tuner.pkl").is_file() and any(path.glob("experiment_state-*.json"))

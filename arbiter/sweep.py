@@ -1,0 +1,190 @@
+"""Sweeps on Ray Tune: connect to Ray, build the Tuner from a template, run or restore it.
+
+One trial per GPU (`--gpus N`: each trial reserves one GPU, at most N at once), or per CPU slot
+with `--gpus 0`. Everything the user can get wrong is checked before a trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arbiter.config import Config, SweepConfig
+from arbiter.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TIME_ATTR = "step"  # schedulers measure progress in optimizer steps, not Tune iterations
+# Tune's newer console output prints its own banner and tables even at verbose=0; the legacy
+# engine is silent at 0, leaving the terminal to SweepProgress.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where trials run: how many GPUs (0: CPU trials) and CPUs each trial reserves."""
+
+    gpus: int
+    cpus_per_trial: int
+
+    def resources(self) -> dict[str, float]:
+        return {"cpu": self.cpus_per_trial, "gpu": 1 if self.gpus else 0}
+
+
+def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
+    """Start an embedded local Ray (address None) or join a cluster; return the GPUs to use."""
+    if address is None:
+        from arbiter.core.hardware import visible_gpus
+
+        present = len(visible_gpus())
+        if gpus is not None and gpus > present:
+            raise UserError(
+                f"--gpus {gpus}: this machine has {present} GPU(s); ask for at most {present}, "
+                "or join a cluster with --address"
+            )
+        # "local": a new Ray for this sweep, never a `ray start` cluster found on the machine
+        _init(address="local", include_dashboard=True, dashboard_host=dashboard_host)
+        return present if gpus is None else gpus
+    _use_token_if_available()
+    ray = _init(address=address)
+    cluster = int(ray.cluster_resources().get("GPU", 0))
+    if gpus is not None and gpus > cluster:
+        ray.shutdown()
+        raise UserError(f"--gpus {gpus}: the cluster at {address} has {cluster} GPU(s)")
+    return cluster if gpus is None else gpus
+
+
+def _use_token_if_available() -> None:
+    """Ray 2.60 clusters use token authentication, and a client must opt in before it imports
+    ray (later, `ray.init` hangs and fails). A client in token mode also joins a cluster
+    without authentication, so opting in whenever a token is at hand is safe."""
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or token_file.is_file()
+    if "RAY_AUTH_MODE" not in os.environ and has_token and "ray" not in sys.modules:
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _init(**kwargs: Any) -> Any:
+    import ray
+
+    try:
+        info = ray.init(
+            logging_level=logging.WARNING,
+            log_to_driver=False,  # trial logs stay in the dashboard and the session folder
+            **kwargs,
+        )
+    except ConnectionError as exc:
+        raise UserError(f"--address {kwargs['address']}: cannot connect to Ray: {exc}") from None
+    except Exception as exc:
+        if type(exc).__name__ != "AuthenticationError":
+            raise
+        raise UserError(
+            f"--address {kwargs['address']}: the cluster refused this client's token; put the "
+            "cluster's token (`ray get-auth-token` on its head) in ~/.ray/auth_token and set "
+            "RAY_AUTH_MODE=token"
+        ) from None
+    url = getattr(info, "dashboard_url", None)
+    if url:
+        log.info("Ray dashboard: http://%s (token: `ray get-auth-token`)", url)
+        host = kwargs.get("dashboard_host", "127.0.0.1")
+        if host not in ("127.0.0.1", "localhost"):
+            log.warning("the dashboard listens on %s: whoever reaches it sees the cluster", host)
+    return ray
+
+
+def build_tuner(path: Path, config: Config, placement: Placement, restore: bool = False) -> Any:
+    """The Tuner for a new experiment at `path`, or the restored one."""
+    from ray import tune
+
+    from arbiter.space import to_param_space
+    from arbiter.sweep_progress import SweepProgress
+    from arbiter.trainable import run_trial
+
+    sweep = config.sweep
+    assert sweep is not None
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=config.run_settings(), cpus=placement.cpus_per_trial),
+        placement.resources(),
+    )
+    if restore:
+        return tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=to_param_space(sweep.axes(), sweep.strategy),
+        tune_config=tune.TuneConfig(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            num_samples=sweep.num_samples,
+            search_alg=search_alg(sweep),
+            scheduler=_scheduler(sweep, config),
+            max_concurrent_trials=placement.gpus or None,
+        ),
+        run_config=tune.RunConfig(
+            name=path.name,
+            storage_path=str(path.parent),
+            stop=_stopper(sweep),
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+            verbose=0,
+            callbacks=[SweepProgress(sweep.metric, sweep.mode)],
+        ),
+    )
+
+
+def search_alg(sweep: SweepConfig) -> Any:
+    if sweep.strategy != "optuna":
+        return None
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise UserError("sweep.strategy: 'optuna' needs `pip install 'arbiter[optuna]'`") from None
+    return OptunaSearch(seed=sweep.seed)
+
+
+def _scheduler(sweep: SweepConfig, config: Config) -> Any:
+    from ray.tune import schedulers
+
+    if sweep.scheduler == "asha":
+        return schedulers.ASHAScheduler(
+            time_attr=TIME_ATTR,
+            max_t=config.training.steps,
+            grace_period=sweep.asha.grace_period,
+            reduction_factor=sweep.asha.reduction_factor,
+        )
+    if sweep.scheduler == "median":
+        return schedulers.MedianStoppingRule(
+            time_attr=TIME_ATTR,
+            grace_period=sweep.median.grace_period,
+            min_samples_required=sweep.median.min_samples_required,
+        )
+    if sweep.scheduler == "pbt":
+        from arbiter.space import Grid, to_param_space
+
+        mutations = to_param_space(sweep.axes(), "random")
+        for key, axis in sweep.axes().items():
+            if isinstance(axis, Grid):
+                mutations[key] = list(axis.values)  # PBT perturbs lists by moving to a neighbour
+        return schedulers.PopulationBasedTraining(
+            time_attr=TIME_ATTR,
+            perturbation_interval=sweep.pbt.perturbation_interval,
+            hyperparam_mutations=mutations,
+            quantile_fraction=sweep.pbt.quantile_fraction,
+            resample_probability=sweep.pbt.resample_probability,
+            seed=sweep.seed,
+        )
+    return None  # fifo: Tune's default
+
+
+def _stopper(sweep: SweepConfig) -> Any:
+    if sweep.stop is None:
+        return None
+    from arbiter.stopper import HeldTarget
+
+    rule = sweep.stop
+    return HeldTarget(rule.metric or sweep.metric, rule.threshold, rule.patience, sweep.mode)

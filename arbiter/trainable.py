@@ -1,0 +1,59 @@
+"""The Tune function trainable: a trial's sampled values -> its full config -> `core.loop.train`.
+
+Ray stays at this edge: the core reports through a callback that calls `tune.report` (with the
+checkpoint folder when one was written), and resumes from `tune.get_checkpoint()` after a retry,
+a `resume` or a PBT exploit. The core works in a scratch folder; Tune persists what is reported.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from pydantic import ValidationError
+from ray import tune
+
+from arbiter.core.loop import train
+from arbiter.loading import describe_error, format_key
+from arbiter.trials import trial_config
+
+
+class InvalidTrial(ValueError):
+    """A sampled point that is not a valid run (Tune drew it after the up-front check)."""
+
+
+def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> None:
+    """One trial: `base` (the template's run settings) with `overrides` (Tune's sample)."""
+    try:
+        config = trial_config(base, overrides)
+    except ValidationError as exc:
+        key, problem = describe_error(exc)
+        raise InvalidTrial(f"{overrides}: {format_key(key)}: {problem}") from None
+    config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
+    torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
+    placement = {
+        "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
+        "node": ray.util.get_node_ip_address(),
+        "trial_start": time.time(),  # wall clock, to tell which trials ran at the same time
+    }
+
+    def report(metrics: dict[str, Any], saved: Path | None) -> None:
+        row = {**metrics, **placement}
+        checkpoint = tune.Checkpoint.from_directory(saved) if saved else None
+        tune.report(row, checkpoint=checkpoint)
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"arbiter-{tune.get_context().get_trial_id()}-"))
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            train(config, scratch, reporter=report)
+        else:
+            with checkpoint.as_directory() as folder:
+                train(config, scratch, reporter=report, resume_from=Path(folder))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

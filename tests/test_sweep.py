@@ -1,0 +1,278 @@
+"""Sweeps end to end on real Ray: a `ray start` cluster with 4 logical GPUs, and embedded Ray.
+
+On a machine without GPUs, `--num-gpus 4` declares four logical GPUs: each trial that reserves
+one gets its own id (torch still sees no CUDA and trains on the CPU). The sweeps run the real
+command line in subprocesses, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).parent / "ray")
+GRID_8 = """
+    [model]
+    dim = 32
+    n_layers = 1
+    n_heads = 2
+    [data]
+    modulus = 23
+    [training]
+    batch_size = 64
+    steps = {steps}
+    warmup_steps = 5
+    eval_interval = 50
+    [checkpoint]
+    interval = 50
+    [logging]
+    log_interval = 50
+    [sweep]
+    metric = "val/accuracy"
+    [sweep.space]
+    "training.seed" = [0, 1, 2, 3]
+    "training.weight_decay" = [0.1, 1.0]
+"""
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A Ray head with 4 logical GPUs, ended with its whole process group afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Ray 2.60 clusters use token authentication: the head and every client opt in before
+    # importing ray; a fresh machine first gets a token in ~/.ray/auth_token.
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
+    head = subprocess.Popen(
+        [RAY, "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=4", "--block",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    probe = [RAY, "status", f"--address={address}"]
+    while subprocess.run(probe, capture_output=True, env=env).returncode:
+        assert head.poll() is None and time.monotonic() < deadline, "ray start failed"
+        time.sleep(1)
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+def arbiter(*argv, **popen) -> list[str]:
+    return [sys.executable, "-m", "arbiter", *map(str, argv)]
+
+
+def run(*argv, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(arbiter(*argv), capture_output=True, text=True, timeout=timeout)
+
+
+def status(name: str, storage: Path) -> dict:
+    done = run("status", name, "--storage", storage, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def tune_rows(trial_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+
+
+def trial_dirs(experiment: Path) -> dict[str, Path]:
+    """trial id -> trial folder, read from each folder's own files."""
+    return {tune_rows(d)[0]["trial_id"]: d for d in experiment.iterdir()
+            if (d / "result.json").is_file()}  # fmt: skip
+
+
+def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
+    template = write("grid.toml", GRID_8.format(steps=200))
+    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
+               "--storage", tmp_path, "--name", "grid")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = status("grid", tmp_path)
+    trials = report["trials"]
+    assert len(trials) == 8 and {t["status"] for t in trials} == {"TERMINATED"}
+    assert {(t["config"]["training.seed"], t["config"]["training.weight_decay"]) for t in trials} \
+        == {(s, wd) for s in range(4) for wd in (0.1, 1.0)}  # fmt: skip
+    for t in trials:
+        assert t["last"]["gpu_ids"] in {"0", "1", "2", "3"}  # exactly one GPU each
+    # trials that ran at the same time held different GPUs, and never more than four at once
+    spans = {}
+    for t in trials:
+        start = t["last"]["trial_start"]
+        spans[t["id"]] = (start, start + t["last"]["time_total_s"], t["last"]["gpu_ids"])
+    for (a0, a1, ga), (b0, b1, gb) in combinations(spans.values(), 2):
+        if a0 < b1 and b0 < a1:
+            assert ga != gb
+    for start, _, _ in spans.values():
+        assert sum(s <= start < e for s, e, _ in spans.values()) <= 4
+    # status agrees with Tune's own files in each trial folder
+    folders = trial_dirs(tmp_path / "grid")
+    for t in trials:
+        rows = tune_rows(folders[t["id"]])
+        assert t["last"]["step"] == rows[-1]["step"] == 200
+        params = json.loads((folders[t["id"]] / "params.json").read_text())
+        assert params == t["config"]
+    assert list((tmp_path / "grid").rglob("events.out.tfevents.*"))  # TensorBoard per trial
+    record = json.loads((tmp_path / "grid" / "arbiter.json").read_text())
+    assert record["template_hash"] and record["resolved"]["sweep"]["space"]
+
+
+def test_gpus_zero_on_embedded_local_ray(tmp_path, write):
+    template = write("grid.toml", GRID_8.format(steps=100))
+    done = run("sweep", "--template", template, "--gpus", 0, "--storage", tmp_path,
+               "--name", "cpu")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = status("cpu", tmp_path)["trials"]
+    assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
+    assert all(t["last"]["gpu_ids"] == "" and t["last"]["step"] == 100 for t in trials)
+
+
+def test_existing_name_is_refused_and_untouched(cluster, tmp_path, write):
+    template = write("grid.toml", GRID_8.format(steps=100))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    done = run("sweep", "--template", template, "--address", cluster, "--storage", tmp_path,
+               "--name", "taken")  # fmt: skip
+    assert done.returncode == 2 and "already exists" in done.stderr
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
+
+
+def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
+    template = write("grid.toml", GRID_8.format(steps=100))
+    done = run("sweep", "--template", template, "--gpus", 5, "--address", cluster,
+               "--storage", tmp_path, "--name", "big")  # fmt: skip
+    assert done.returncode == 2 and "has 4 GPU(s)" in done.stderr
+    assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write, sig):
+    steps = 1500
+    template = write("long.toml", GRID_8.format(steps=steps).replace("interval = 50\n[logging]",
+                     "interval = 100\n[logging]"))  # fmt: skip
+    driver = subprocess.Popen(
+        arbiter("sweep", "--template", template, "--gpus", 2, "--address", cluster,
+                "--storage", tmp_path, "--name", "cut"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    experiment = tmp_path / "cut"
+    deadline = time.monotonic() + 240
+    while True:  # until two trials finished and two more are past a checkpoint
+        steps_saved = [json.loads(m.read_text())["step"]
+                       for m in experiment.glob("*/checkpoint_*/meta.json")]  # fmt: skip
+        if steps_saved.count(steps) >= 2 and sum(0 < s < steps for s in steps_saved) >= 2:
+            break
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(12)  # let Tune's saved state catch up with the finished trials (synced ~10 s)
+    driver.send_signal(sig)
+    output, _ = driver.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert driver.returncode == 130 and "arbiter resume cut" in output, output
+    before = {tid: tune_rows(d) for tid, d in trial_dirs(experiment).items()}
+    finished_before = {tid for tid, rows in before.items() if rows[-1]["step"] == steps}
+    assert finished_before
+
+    resumed = run("resume", "cut", "--storage", tmp_path, "--address", cluster, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = status("cut", tmp_path)["trials"]
+    assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
+    after = {tid: tune_rows(d) for tid, d in trial_dirs(experiment).items()}
+    for tid, rows in after.items():
+        assert rows[-1]["step"] == steps
+        logged = [r["step"] for r in rows]
+        assert logged.count(100) == 1, f"{tid} restarted from step 0: {logged}"
+    if sig == signal.SIGINT:  # finished trials are not run again after a clean interrupt
+        for tid in finished_before:
+            assert after[tid] == before[tid]
+
+
+def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
+    template = write(
+        "asha.toml",
+        GRID_8.format(steps=400).replace(
+            '"training.weight_decay" = [0.1, 1.0]', '"training.learning_rate" = [1e-5, 3e-3]'
+        ),
+    )
+    done = run(
+        "sweep",
+        "--template",
+        template,
+        "--gpus",
+        4,
+        "--address",
+        cluster,
+        "--storage",
+        tmp_path,
+        "--name",
+        "asha",
+        "--set",
+        "sweep.scheduler=asha",
+        "--set",
+        "sweep.asha.grace_period=50",
+        "--set",
+        "sweep.asha.reduction_factor=2",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last_steps = [t["last"]["step"] for t in status("asha", tmp_path)["trials"]]
+    assert min(last_steps) < 400 and max(last_steps) == 400
+
+
+def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
+    template = write(
+        "pbt.toml",
+        """
+        [model]
+        dim = 32
+        n_layers = 1
+        n_heads = 2
+        [data]
+        modulus = 23
+        [training]
+        batch_size = 64
+        steps = 600
+        warmup_steps = 5
+        eval_interval = 50
+        [checkpoint]
+        interval = 50
+        [logging]
+        log_interval = 50
+        [sweep]
+        scheduler = "pbt"
+        num_samples = 4
+        strategy = "random"
+        [sweep.pbt]
+        perturbation_interval = 100
+        quantile_fraction = 0.5
+        [sweep.space]
+        "training.learning_rate" = [1e-5, 1e-4, 1e-3, 3e-3]
+    """,
+    )
+    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
+               "--storage", tmp_path, "--name", "pbt")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    experiment = tmp_path / "pbt"
+    exploits = (experiment / "pbt_global.txt").read_text().splitlines()
+    assert exploits, "PBT never exploited"
+    for rows in map(tune_rows, trial_dirs(experiment).values()):
+        steps = [r["step"] for r in rows]
+        assert steps[-1] == 600
+        # an exploited trial goes on from the step of the checkpoint it took, never from 0
+        assert steps.count(50) == 1, steps
