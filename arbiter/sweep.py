@@ -130,11 +130,18 @@ def build_tuner(path: Path, config: Config, placement: Placement, restore: bool 
             storage_path=str(path.parent),
             stop=_stopper(sweep),
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(config)),
             verbose=0,
             callbacks=[SweepProgress(sweep.metric, sweep.mode)],
         ),
     )
+
+
+def _checkpoints_kept(config: Config) -> int | None:
+    """checkpoint.keep, except under PBT: an exploit restores a donor's checkpoint after the
+    donor has gone on training, and a pruned donor checkpoint fails the exploiting trial."""
+    assert config.sweep is not None
+    return None if config.sweep.scheduler == "pbt" else config.checkpoint.keep
 
 
 def search_alg(sweep: SweepConfig) -> Any:
@@ -176,7 +183,6 @@ def _scheduler(sweep: SweepConfig, config: Config) -> Any:
             hyperparam_mutations=mutations,
             quantile_fraction=sweep.pbt.quantile_fraction,
             resample_probability=sweep.pbt.resample_probability,
-            seed=sweep.seed,
         )
     return None  # fifo: Tune's default
 

@@ -198,3 +198,14 @@ def test_arbiter_train_killed_and_resumed_matches_a_straight_run(tmp_path, write
     assert without_timing(read_metrics(cut)) == without_timing(read_metrics(tmp_path / "straight"))
     a, b = final_weights(tmp_path / "straight"), final_weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_a_finished_run_reports_its_final_state_once(tmp_path):
+    """A Tune trial restarted after its last report must still report a result."""
+    config = tiny()
+    first = train(config, tmp_path)
+    calls = []
+    again = train(config, tmp_path, reporter=lambda m, saved: calls.append(m),
+                  resume_from=latest_checkpoint(tmp_path)[0])  # fmt: skip
+    assert again.step == 60 and len(calls) == 1
+    assert calls[0]["val/accuracy"] == first.metrics["val/accuracy"]

@@ -70,7 +70,7 @@ def cluster(tmp_path_factory):
     yield address
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=30)
+        head.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
 
@@ -247,7 +247,7 @@ def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
         modulus = 23
         [training]
         batch_size = 64
-        steps = 600
+        steps = 300
         warmup_steps = 5
         eval_interval = 50
         [checkpoint]
@@ -273,6 +273,18 @@ def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
     assert exploits, "PBT never exploited"
     for rows in map(tune_rows, trial_dirs(experiment).values()):
         steps = [r["step"] for r in rows]
-        assert steps[-1] == 600
+        assert steps[-1] == 300
         # an exploited trial goes on from the step of the checkpoint it took, never from 0
         assert steps.count(50) == 1, steps
+
+
+def test_quickstart_from_the_readme(tmp_path):
+    """`make demo`'s sweep: the packaged quickstart on an embedded local Ray, CPU trials."""
+    done = run("sweep", "--template", "quickstart.toml", "--gpus", 0, "--storage", tmp_path,
+               "--name", "demo", timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "best" in done.stdout
+    trials = status("demo", tmp_path)["trials"]
+    assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
+    grokked = [t for t in trials if t["last"]["val/accuracy"] >= 0.99]
+    assert grokked and all(t["last"]["step"] < 4000 for t in grokked)  # the stop rule ended them

@@ -87,6 +87,11 @@ def train(
     speed = _Speedometer(config, precision)
     window = _Window(precision.device)
     metrics: dict[str, Any] = {}
+    if step >= t.steps and reporter is not None:
+        # Resumed at the end (a trial restarted after its last report, or a PBT copy of a
+        # finished trial): report where it stands, or the caller would see no result at all.
+        metrics = {"step": step, **last_eval, **hardware}
+        reporter(metrics, None)
     try:
         while step < t.steps:
             set_learning_rate(optimizer, learning_rate(step, t))
