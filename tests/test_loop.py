@@ -49,16 +49,21 @@ class Crash(Exception):
     pass
 
 
+def crash_at(step: int):
+    """A reporter that kills the run (as a crash would) when it reports `step`."""
+
+    def report(metrics, saved):
+        if metrics["step"] == step:
+            raise Crash
+
+    return report
+
+
 def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
     config = tiny(dropout=0.0)
     straight = train(config, tmp_path / "straight")
-
-    def crash_at_30(metrics, saved):
-        if metrics["step"] == 30:
-            raise Crash
-
     with pytest.raises(Crash):
-        train(config, tmp_path / "cut", reporter=crash_at_30)
+        train(config, tmp_path / "cut", reporter=crash_at(30))
     checkpoint, state = latest_checkpoint(tmp_path / "cut")
     assert state["step"] == 20  # steps 21-30 are lost and must be redone identically
     resumed = train(config, tmp_path / "cut", resume_from=checkpoint)
@@ -79,13 +84,8 @@ def test_dropout_run_resumes_exactly_too(tmp_path):
     """Dropout draws from the global RNG: its state must come back with the checkpoint."""
     config = tiny(dropout=0.1)
     straight = train(config, tmp_path / "a")
-
-    def crash_at_50(metrics, saved):
-        if metrics["step"] == 50:
-            raise Crash
-
     with pytest.raises(Crash):
-        train(config, tmp_path / "b", reporter=crash_at_50)
+        train(config, tmp_path / "b", reporter=crash_at(50))
     resumed = train(config, tmp_path / "b", resume_from=latest_checkpoint(tmp_path / "b")[0])
     assert without_timing([resumed.metrics]) == without_timing([straight.metrics])
 

@@ -22,7 +22,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
-GRID_8 = """
+RUN = """
     [model]
     dim = 32
     n_layers = 1
@@ -38,12 +38,17 @@ GRID_8 = """
     interval = 50
     [logging]
     log_interval = 50
+"""
+GRID_8 = (
+    RUN
+    + """
     [sweep]
     metric = "val/accuracy"
     [sweep.space]
     "training.seed" = [0, 1, 2, 3]
     "training.weight_decay" = [0.1, 1.0]
 """
+)
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +80,7 @@ def cluster(tmp_path_factory):
         os.killpg(head.pid, signal.SIGKILL)
 
 
-def arbiter(*argv, **popen) -> list[str]:
+def arbiter(*argv) -> list[str]:
     return [sys.executable, "-m", "arbiter", *map(str, argv)]
 
 
@@ -164,8 +169,7 @@ def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write, sig):
     steps = 1500
-    template = write("long.toml", GRID_8.format(steps=steps).replace("interval = 50\n[logging]",
-                     "interval = 100\n[logging]"))  # fmt: skip
+    template = write("long.toml", GRID_8.format(steps=steps))
     driver = subprocess.Popen(
         arbiter("sweep", "--template", template, "--gpus", 2, "--address", cluster,
                 "--storage", tmp_path, "--name", "cut"),
@@ -238,22 +242,8 @@ def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
 def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
     template = write(
         "pbt.toml",
-        """
-        [model]
-        dim = 32
-        n_layers = 1
-        n_heads = 2
-        [data]
-        modulus = 23
-        [training]
-        batch_size = 64
-        steps = 300
-        warmup_steps = 5
-        eval_interval = 50
-        [checkpoint]
-        interval = 50
-        [logging]
-        log_interval = 50
+        RUN.format(steps=300)
+        + """
         [sweep]
         scheduler = "pbt"
         num_samples = 4
