@@ -9,6 +9,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install demo test lint bench clean
 
@@ -22,7 +23,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/arbiter sweep --template quickstart.toml --gpus 0 --dry-run
+	$(BIN)/arbiter sweep --template quickstart.toml --gpus 0 --storage arbiter_results --name $(DEMO)
+	$(BIN)/arbiter status $(DEMO) --storage arbiter_results
 
 lint: install
 	$(BIN)/ruff check .
@@ -30,6 +32,10 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/core_overhead.py
+	$(BIN)/python benchmarks/sweep_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

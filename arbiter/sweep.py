@@ -124,6 +124,9 @@ def build_tuner(path: Path, config: Config, placement: Placement, restore: bool 
             search_alg=search_alg(sweep),
             scheduler=_scheduler(sweep, config),
             max_concurrent_trials=placement.gpus or None,
+            # A new trial reuses a finished trial's worker (same resources): no process start,
+            # no imports. Safe here: every trial seeds its RNGs and builds its run afresh.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=path.name,

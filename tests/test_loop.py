@@ -209,3 +209,22 @@ def test_resuming_a_finished_run_reports_its_final_state_once(tmp_path):
                   resume_from=latest_checkpoint(tmp_path)[0])  # fmt: skip
     assert again.step == 60 and len(calls) == 1
     assert calls[0]["val/accuracy"] == first.metrics["val/accuracy"]
+
+
+def test_resume_keeps_the_moments_but_takes_the_new_hyperparameters():
+    """A PBT exploit loads a donor's optimizer state under this trial's mutated settings."""
+    from arbiter.core.loop import _load_optimizer
+    from arbiter.core.model import build_model
+    from arbiter.core.optim import build_optimizer
+
+    donor_config, config = tiny(weight_decay=1.0), tiny(weight_decay=0.25)
+    model = build_model(donor_config)
+    donor = build_optimizer(model, donor_config.training, torch.device("cpu"))
+    model(torch.zeros(2, 4, dtype=torch.long)).sum().backward()
+    donor.step()
+    taker = build_optimizer(model, config.training, torch.device("cpu"))
+    _load_optimizer(taker, donor.state_dict())
+    assert [g["weight_decay"] for g in taker.param_groups] == [0.25, 0.0]
+    taken = [s["exp_avg"] for s in taker.state_dict()["state"].values()]
+    given = [s["exp_avg"] for s in donor.state_dict()["state"].values()]
+    assert taken and all(torch.equal(a, b) for a, b in zip(taken, given, strict=True))

@@ -68,3 +68,34 @@ def test_tier_choice_without_gpu_or_terminal(cli, argv, words, monkeypatch, tmp_
     code, _, err = cli(*argv)
     assert code == EXIT_USER_ERROR and words in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_tier_menu_on_a_terminal(tmp_path):
+    """The seed's legacy flow: `arbiter train` on a terminal asks for a tier."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "arbiter", "train"], cwd=tmp_path,
+        stdin=follower, stdout=follower, stderr=follower, close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    os.write(leader, b"2\n")
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=60)
+    text = output.decode(errors="replace")
+    assert "[1] High VRAM tier" in text and "[2] Low VRAM tier" in text
+    assert "no GPU detected" in text
+    # tier 2 chosen: its fp16 precision is refused on this CPU-only machine, in one clear line
+    assert process.returncode == EXIT_USER_ERROR and "fp16 on CPU" in text

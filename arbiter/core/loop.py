@@ -72,7 +72,7 @@ def train(
     if resume_from is not None:
         state = ckpt.load_checkpoint(resume_from)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        _load_optimizer(optimizer, state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         task.load_state_dict(state["data"])
         ckpt.restore_rng(state["rng"])
@@ -80,9 +80,8 @@ def train(
         log.info("resumed from %s at step %d", resume_from, step)
     forward = torch.compile(model) if t.compile else model
     metrics_log = MetricsLog(out_dir, config.logging.enable_tensorboard, step if step else None)
-    hardware = {"device": str(precision.device), "precision": precision.name,
-                "attention": model.attention_kernel}  # fmt: skip
-    log.info("training on %s, attention kernel %s", describe(precision), model.attention_kernel)
+    hardware = {"device": str(precision.device), "precision": precision.name}
+    first_step = step
 
     speed = _Speedometer(config, precision)
     window = _Window(precision.device)
@@ -90,7 +89,7 @@ def train(
     if step >= t.steps and reporter is not None:
         # Resumed at the end (a trial restarted after its last report, or a PBT copy of a
         # finished trial): report where it stands, or the caller would see no result at all.
-        metrics = {"step": step, **last_eval, **hardware}
+        metrics = {"step": step, **last_eval, **hardware, "attention": model.attention_kernel}
         reporter(metrics, None)
     try:
         while step < t.steps:
@@ -109,6 +108,10 @@ def train(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if step == first_step + 1:  # the kernel is known once a forward ran under autocast
+                log.info(
+                    "training on %s, attention: %s", describe(precision), model.attention_kernel
+                )
             speed.tick(t.batch_size * t.gradient_accumulation * config.seq_len())
 
             last = step == t.steps
@@ -124,7 +127,8 @@ def train(
                 metrics = {"step": step, **window.drain(), **last_eval,
                            "lr": optimizer.param_groups[0]["lr"],
                            "grad_norm": grad_norm.item(), "weight_norm": _weight_norm(model),
-                           **speed.read(), **hardware}  # fmt: skip
+                           **speed.read(), **hardware,
+                           "attention": model.attention_kernel}  # fmt: skip
                 metrics_log.write(metrics)
                 if reporter is not None:
                     reporter(metrics, saved)
@@ -176,6 +180,15 @@ def _save(out_dir, config, step, last_eval, model, optimizer, scaler, task) -> P
     }
     dumped = config.model_dump(mode="json")
     return ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Restore the moments and step counts, but keep this run's hyperparameters: a PBT exploit
+    loads another trial's checkpoint under a mutated config (the lr is set every step anyway)."""
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, settings in zip(optimizer.param_groups, configured, strict=True):
+        group.update(settings)
 
 
 def _weight_norm(model: torch.nn.Module) -> float:

@@ -1,0 +1,65 @@
+"""Shared by the benchmarks: the machine they ran on, the command, and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPORT_HEADER = """# Benchmarks
+
+Measured numbers about Arbiter, newest last. Every figure comes with the command and the machine
+that produced it, and every ratio (such as the training core's overhead over a plain PyTorch
+loop) is measured side by side in one run, interleaved, never across runs or machines: rerun the
+command on your machine before comparing with a number here.
+"""
+
+
+def machine() -> str:
+    """CPU model, cores, torch version and threads, and the GPU if there is one."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: keep platform's answer
+    gpu = "none"
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        gpu = ", ".join(names) + " (not used: this benchmark runs on the CPU)"
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads; GPU: {gpu}"
+    )
+
+
+def load_average() -> str:
+    """The 1-minute load average: how busy the machine was with other work, or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):  # not a Unix
+        return "unknown"
+
+
+def command_line() -> str:
+    """The command as typed from the current directory, to rerun it."""
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = sys.executable
+    return shlex.join([python, *sys.argv])
+
+
+def append_report(path: Path, text: str) -> None:
+    """Append a section to `path`, creating it with its header first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(REPORT_HEADER, encoding="utf-8")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
