@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,8 @@ def template_hash(config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def new_experiment(storage: Path, name: str, record: Record) -> Path:
-    """Create STORAGE/NAME with its record; an existing name is refused, its folder untouched."""
+def check_new_name(storage: Path, name: str) -> Path:
+    """STORAGE/NAME for a new experiment: a plain name that no folder has yet."""
     if "/" in name or name in ("", ".", ".."):
         raise UserError(f"--name {name!r}: must be a plain folder name")
     path = storage / name
@@ -67,9 +67,15 @@ def new_experiment(storage: Path, name: str, record: Record) -> Path:
             f"--name {name}: {path} already exists; `arbiter resume {name}` continues it, "
             "or choose another --name"
         )
+    return path
+
+
+def new_experiment(storage: Path, name: str, record: Record) -> Path:
+    """Create STORAGE/NAME with its record; an existing name is refused, its folder untouched."""
+    path = check_new_name(storage, name)
     try:
         path.mkdir(parents=True)
-        (path / RECORD).write_text(json.dumps(record.__dict__, indent=2))
+        (path / RECORD).write_text(json.dumps(asdict(record), indent=2))
     except OSError as exc:
         raise UserError(
             f"--storage {storage}: cannot create the experiment folder: {exc}"

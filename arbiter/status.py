@@ -22,6 +22,7 @@ ERRORED = "ERROR"
 class TrialStatus:
     id: str
     status: str
+    path: str
     config: dict[str, Any]
     last: dict[str, Any]
     best: float | None
@@ -44,6 +45,7 @@ def read_trials(path: Path, metric: str, mode: str) -> list[TrialStatus]:
             TrialStatus(
                 id=trial.trial_id,
                 status=trial.status,
+                path=str(trial.path),
                 config=dict(trial.config),
                 last=_public(rows[-1]) if rows else {},
                 best=best,
@@ -64,7 +66,7 @@ def as_json(path: Path, record: Record, trials: list[TrialStatus]) -> str:
 def print_table(path: Path, record: Record, trials: list[TrialStatus], metric: str) -> None:
     from rich.table import Table
 
-    from arbiter.ui import console
+    from arbiter.ui import console, tally
 
     keys = sorted({k for t in trials for k in t.config})
     table = Table("trial", *keys, "state", "step", metric, "best", box=None, header_style="bold")
@@ -74,19 +76,12 @@ def print_table(path: Path, record: Record, trials: list[TrialStatus], metric: s
             _fmt(t.last.get("step")), _fmt(t.last.get(metric)), _fmt(t.best),
         )  # fmt: skip
     out = console()
-    counts = _counts(trials)
+    counts = tally(t.status for t in trials) or "no trials yet"
     out.print(f"{path}  ({record.template})  {counts}")
     out.print(table)
     for t in trials:
         if t.error:
             out.print(f"{t.id} failed: {t.error}")
-
-
-def _counts(trials: list[TrialStatus]) -> str:
-    tally: dict[str, int] = {}
-    for t in trials:
-        tally[t.status] = tally.get(t.status, 0) + 1
-    return ", ".join(f"{n} {s.lower()}" for s, n in sorted(tally.items())) or "no trials yet"
 
 
 def _results(trial_dir: Path) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from arbiter.errors import UserError
 from arbiter.experiment import (
     Record,
+    check_new_name,
     default_name,
     find_experiment,
     has_tune_state,
@@ -46,11 +47,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print_dry_run(template_path, template, trials, args.gpus)
         return 0
     name = args.name or default_name(template_path)
-    if (storage / name).exists():
-        raise UserError(
-            f"--name {name}: {storage / name} already exists; `arbiter resume {name}` "
-            "continues it, or choose another --name"
-        )
+    check_new_name(storage, name)  # before Ray starts; new_experiment checks again after
 
     from arbiter.sweep import Placement, build_tuner, connect, search_alg
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from ray import tune
 
+from arbiter.ui import tally
+
 PROGRESS_EVERY_S = 15.0
 
 
@@ -26,11 +28,7 @@ class SweepProgress(tune.Callback):
             self.best = (value, trial.trial_id)
         if time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
             self.last_line = time.monotonic()
-            counts: dict[str, int] = {}
-            for t in trials:
-                counts[t.status] = counts.get(t.status, 0) + 1
-            states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-            _say(f"progress  {states}{self._best_text()}")
+            _say(f"progress  {tally(t.status for t in trials)}{self._best_text()}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}

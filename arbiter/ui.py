@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Iterable
 
 from rich.console import Console
 
@@ -22,3 +24,9 @@ def si(value: float, unit: str = "") -> str:
 
 def gib(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def tally(states: Iterable[str]) -> str:
+    """["RUNNING", "RUNNING", "PENDING"] -> '1 pending, 2 running'."""
+    counts = Counter(states)
+    return ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
