@@ -24,7 +24,6 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/arbiter sweep --template quickstart.toml --gpus 0 --storage arbiter_results --name $(DEMO)
-	$(BIN)/arbiter status $(DEMO) --storage arbiter_results
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ behind read RUNNING or PENDING in the saved state: that is what they are, unfini
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from arbiter.experiment import Record
 
 FINISHED = "TERMINATED"
 ERRORED = "ERROR"
+PENDING = "PENDING"
+RUNNING = "RUNNING"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ def read_trials(path: Path, metric: str, mode: str) -> list[TrialStatus]:
 
     if not any(path.glob("experiment_state-*.json")):
         return []
+    # It warns about every trial that has not reported yet; here that is normal, not news.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     analysis = ExperimentAnalysis(str(path))
     trials = []
     for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
@@ -44,7 +49,7 @@ def read_trials(path: Path, metric: str, mode: str) -> list[TrialStatus]:
         trials.append(
             TrialStatus(
                 id=trial.trial_id,
-                status=trial.status,
+                status=_state(trial.status, rows),
                 path=str(trial.path),
                 config=dict(trial.config),
                 last=_public(rows[-1]) if rows else {},
@@ -82,6 +87,12 @@ def print_table(path: Path, record: Record, trials: list[TrialStatus], metric: s
     for t in trials:
         if t.error:
             out.print(f"{t.id} failed: {t.error}")
+
+
+def _state(saved: str, rows: list[dict[str, Any]]) -> str:
+    """Tune saves its state every ~10 s: a trial saved as PENDING that has reported since has
+    started (it is running, or was when the sweep was interrupted)."""
+    return RUNNING if saved == PENDING and rows else saved
 
 
 def _results(trial_dir: Path) -> list[dict[str, Any]]:
