@@ -176,8 +176,9 @@ def _scheduler(sweep: SweepConfig, config: Config) -> Any:
     if sweep.scheduler == "pbt":
         from arbiter.space import Grid, to_param_space
 
-        mutations = to_param_space(sweep.axes(), "random")
-        for key, axis in sweep.axes().items():
+        axes = sweep.axes()
+        mutations = to_param_space(axes, "random")
+        for key, axis in axes.items():
             if isinstance(axis, Grid):
                 mutations[key] = list(axis.values)  # PBT perturbs lists by moving to a neighbour
         return schedulers.PopulationBasedTraining(

@@ -15,25 +15,15 @@ from typing import Any
 
 import ray
 import torch
-from pydantic import ValidationError
 from ray import tune
 
 from arbiter.core.loop import train
-from arbiter.loading import describe_error, format_key
 from arbiter.trials import trial_config
-
-
-class InvalidTrial(ValueError):
-    """A sampled point that is not a valid run (Tune drew it after the up-front check)."""
 
 
 def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> None:
     """One trial: `base` (the template's run settings) with `overrides` (Tune's sample)."""
-    try:
-        config = trial_config(base, overrides)
-    except ValidationError as exc:
-        key, problem = describe_error(exc)
-        raise InvalidTrial(f"{overrides}: {format_key(key)}: {problem}") from None
+    config = trial_config(base, overrides)  # InvalidTrial fails the trial with a clear line
     config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
     torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
     placement = {

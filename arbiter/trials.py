@@ -35,18 +35,22 @@ def plan_trials(template: Config, source: str) -> list[Trial]:
     for index, overrides in enumerate(points):
         try:
             config = trial_config(base, overrides)
-        except ValidationError as exc:
-            key, problem = describe_error(exc)
-            values = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-            raise ConfigError(
-                source, "sweep.space", f"trial {index} ({values}): {format_key(key)}: {problem}"
-            ) from None
+        except InvalidTrial as exc:
+            raise ConfigError(source, "sweep.space", f"trial {index} {exc}") from None
         trials.append(Trial(index, overrides, config))
     return trials
 
 
+class InvalidTrial(ValueError):
+    """A point of the space that is not a valid run: `(key=value, ...): key: problem`."""
+
+
 def trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> Config:
-    """The run settings `base` with each dotted key of `overrides` set, validated."""
+    """The run settings `base` with each dotted key of `overrides` set, validated.
+
+    Raises InvalidTrial, also inside a Tune worker, where Tune may draw a point after the
+    up-front check of a seeded sample.
+    """
     data = copy.deepcopy(base)
     for dotted, value in overrides.items():
         *tables, field = dotted.split(".")  # swept keys are plain names (see check_sweepable)
@@ -54,4 +58,9 @@ def trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> Config:
         for table in tables:
             node = node.setdefault(table, {})
         node[field] = value
-    return Config.model_validate(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        key, problem = describe_error(exc)
+        values = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise InvalidTrial(f"({values}): {format_key(key)}: {problem}") from None
