@@ -111,6 +111,13 @@ class TrainingConfig(Section):
     """Optimizer steps between validation passes."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when present, else CPU."""
+    grokfast: bool = False
+    """Grokfast (Lee et al., 2024): add an amplified moving average of past gradients to each
+    gradient before the optimizer step, which shortens the memorization plateau."""
+    grokfast_alpha: float = Field(0.98, ge=0.0, lt=1.0)
+    """Grokfast's EMA momentum: the closer to 1, the slower the amplified gradient component."""
+    grokfast_lamb: float = Field(2.0, ge=0.0)
+    """Grokfast's amplification: the gradient becomes g + lamb * EMA(g)."""
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
@@ -229,6 +236,31 @@ class MedianOptions(Section):
     """Trials that must have reported before the median is used."""
 
 
+class GrokkingOptions(Section):
+    """`[sweep.grokking]`: the grokking-aware scheduler. Unlike ASHA and median stopping it does not
+    judge a trial by its early validation accuracy, which is low in every run that groks late.
+
+    A trial stops once it has grokked (validation accuracy >= `threshold` for `patience`
+    evaluations). Before `fit_budget` steps every trial runs. After it, a trial goes on while it
+    makes progress over the last `window` steps: its weight norm fell by at least
+    `min_norm_drop` (relative) or its validation accuracy rose by at least `min_val_gain`; a
+    trial that has memorized and still shrinks its weights is on the way to grokking.
+    """
+
+    threshold: float = Field(0.99, gt=0.0, le=1.0)
+    """Validation accuracy that counts as grokked (train accuracy as fitted)."""
+    patience: int = Field(2, gt=0)
+    """Consecutive evaluations at the threshold before a grokked trial stops."""
+    fit_budget: int = Field(2000, gt=0)
+    """Steps every trial runs before it can be stopped for lack of progress."""
+    window: int = Field(1000, gt=0)
+    """Steps over which progress (a falling weight norm, a rising val accuracy) is judged."""
+    min_norm_drop: float = Field(0.02, ge=0.0, lt=1.0)
+    """Relative fall of the weight norm over `window` that counts as progress."""
+    min_val_gain: float = Field(0.02, ge=0.0, le=1.0)
+    """Rise of validation accuracy over `window` that counts as progress."""
+
+
 class SweepConfig(Section):
     """`[sweep]`: how a template becomes trials on Ray Tune."""
 
@@ -238,8 +270,9 @@ class SweepConfig(Section):
     """Whether a larger or a smaller metric is better."""
     strategy: Literal["grid", "random", "optuna"] = "grid"
     """grid: lists are grid axes, distributions drawn per point; random/optuna draw every axis."""
-    scheduler: Literal["fifo", "asha", "pbt", "median"] = "fifo"
-    """Trial scheduler: fifo runs every trial to its end; the others stop or perturb trials."""
+    scheduler: Literal["fifo", "asha", "pbt", "median", "grokking"] = "fifo"
+    """Trial scheduler: fifo runs every trial to its end; the others stop or perturb trials
+    (grokking: stops grokked trials and trials that stopped progressing, see [sweep.grokking])."""
     num_samples: int = Field(1, gt=0)
     """grid: repetitions of the whole grid; random/optuna: number of trials."""
     max_failures: int = Field(3, ge=0)
@@ -251,6 +284,7 @@ class SweepConfig(Section):
     asha: AshaOptions = Field(default_factory=AshaOptions)
     pbt: PbtOptions = Field(default_factory=PbtOptions)
     median: MedianOptions = Field(default_factory=MedianOptions)
+    grokking: GrokkingOptions = Field(default_factory=GrokkingOptions)
     space: dict[str, Any] = Field(default_factory=dict)
     """Swept keys: `"dotted.key" = [grid values]` or `"dotted.key" = { distribution = [args] }`."""
 
@@ -310,11 +344,16 @@ class Config(Section):
 
     def _check_scheduler(self, sweep: SweepConfig) -> None:
         """Scheduler options must fit the run: rungs within its steps, checkpoints for PBT."""
-        grace = {"asha": sweep.asha.grace_period, "median": sweep.median.grace_period}
-        if sweep.scheduler in grace and grace[sweep.scheduler] > self.training.steps:
+        grace = {
+            "asha": ("grace_period", sweep.asha.grace_period),
+            "median": ("grace_period", sweep.median.grace_period),
+            "grokking": ("fit_budget", sweep.grokking.fit_budget),
+        }
+        if sweep.scheduler in grace and grace[sweep.scheduler][1] > self.training.steps:
+            name, value = grace[sweep.scheduler]
             raise KeyProblem(
-                f"sweep.{sweep.scheduler}.grace_period",
-                f"{grace[sweep.scheduler]} exceeds training.steps = {self.training.steps}",
+                f"sweep.{sweep.scheduler}.{name}",
+                f"{value} exceeds training.steps = {self.training.steps}",
             )
         if sweep.scheduler != "pbt":
             return

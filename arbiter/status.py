@@ -43,7 +43,7 @@ def read_trials(path: Path, metric: str, mode: str) -> list[TrialStatus]:
     analysis = ExperimentAnalysis(str(path))
     trials = []
     for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
-        rows = _results(Path(trial.path))
+        rows = result_rows(Path(trial.path))
         values = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
         best = (max if mode == "max" else min)(values) if values else None
         trials.append(
@@ -74,11 +74,14 @@ def print_table(path: Path, record: Record, trials: list[TrialStatus], metric: s
     from arbiter.ui import console, tally
 
     keys = sorted({k for t in trials for k in t.config})
-    table = Table("trial", *keys, "state", "step", metric, "best", box=None, header_style="bold")
+    # steps to fit (train accuracy >= 99%) and to grok (val accuracy >= 99%), see core.grokking
+    table = Table("trial", *keys, "state", "step", metric, "best", "fit at", "grok at",
+                  box=None, header_style="bold")  # fmt: skip
     for t in trials:
         table.add_row(
             t.id, *(_fmt(t.config.get(k)) for k in keys), t.status,
             _fmt(t.last.get("step")), _fmt(t.last.get(metric)), _fmt(t.best),
+            _fmt(t.last.get("steps_to_fit")), _fmt(t.last.get("steps_to_grok")),
         )  # fmt: skip
     out = console()
     counts = tally(t.status for t in trials) or "no trials yet"
@@ -95,7 +98,8 @@ def _state(saved: str, rows: list[dict[str, Any]]) -> str:
     return RUNNING if saved == PENDING and rows else saved
 
 
-def _results(trial_dir: Path) -> list[dict[str, Any]]:
+def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
+    """Every result row Tune wrote for the trial in `trial_dir`, oldest first."""
     path = trial_dir / "result.json"
     if not path.is_file():
         return []

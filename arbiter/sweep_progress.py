@@ -1,4 +1,4 @@
-"""The sweep's own terminal output: a line when a trial starts, ends or fails, and a short
+"""The sweep's own terminal output: a line when a trial starts, groks, ends or fails, and a short
 progress line with the best trial so far, instead of Ray's raw log flood."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class SweepProgress(tune.Callback):
         self.metric, self.mode = metric, mode
         self.best: tuple[float, str] | None = None
         self.last_line = 0.0
+        self.grokked: set[str] = set()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _say(f"started   {trial.trial_id}  {_values(trial.config)}")
@@ -26,6 +27,10 @@ class SweepProgress(tune.Callback):
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and (self.best is None or self._better(value)):
             self.best = (value, trial.trial_id)
+        if "steps_to_grok" in result and trial.trial_id not in self.grokked:
+            self.grokked.add(trial.trial_id)
+            fit = result.get("steps_to_fit", "?")
+            _say(f"grokked   {trial.trial_id}  at step {result['steps_to_grok']} (fit at {fit})")
         if time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
             self.last_line = time.monotonic()
             _say(f"progress  {tally(t.status for t in trials)}{self._best_text()}")

@@ -80,14 +80,31 @@ def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
     assert [r["step"] for r in rows_straight] == [10, 20, 30, 40, 50, 60]
 
 
-def test_dropout_run_resumes_exactly_too(tmp_path):
-    """Dropout draws from the global RNG: its state must come back with the checkpoint."""
-    config = tiny(dropout=0.1)
+@pytest.mark.parametrize(
+    "config",
+    [tiny(dropout=0.1), tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0)],
+    ids=["dropout", "grokfast"],
+)
+def test_state_outside_the_model_resumes_exactly_too(tmp_path, config):
+    """Dropout draws from the global RNG and Grokfast keeps gradient averages: both must come
+    back with the checkpoint."""
     straight = train(config, tmp_path / "a")
     with pytest.raises(Crash):
         train(config, tmp_path / "b", reporter=crash_at(50))
     resumed = train(config, tmp_path / "b", resume_from=latest_checkpoint(tmp_path / "b")[0])
     assert without_timing([resumed.metrics]) == without_timing([straight.metrics])
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_grokfast_changes_the_run_and_checkpoints_its_averages(tmp_path):
+    plain = train(tiny(), tmp_path / "plain")
+    filtered = train(tiny(grokfast=True), tmp_path / "grokfast")
+    assert filtered.metrics["train/loss"] != plain.metrics["train/loss"]
+    state = latest_checkpoint(tmp_path / "grokfast")[1]
+    shapes = [t.shape for t in state["grokfast"]["ema"]]
+    assert shapes == [t.shape for t in state["model"].values()]
+    assert latest_checkpoint(tmp_path / "plain")[1]["grokfast"] is None
 
 
 def test_checkpoints_hold_everything_needed(tmp_path):
@@ -153,6 +170,10 @@ def test_modular_addition_groks(tmp_path):
     fit = next(r["step"] for r in rows if r["train/accuracy"] >= 0.99)
     grok = rows[-1]["step"]
     assert fit < grok
+    # the run reports its grokking measures itself, from the row they are reached on
+    assert "steps_to_fit" not in rows[0] and "steps_to_grok" not in rows[-2]
+    assert rows[-1]["steps_to_fit"] == fit and rows[-1]["steps_to_grok"] == grok
+    assert rows[-1]["grok_delay"] == grok - fit
 
 
 @pytest.mark.slow

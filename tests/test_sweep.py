@@ -239,3 +239,7 @@ def test_quickstart_from_the_readme(tmp_path):
     assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
     grokked = [t for t in trials if t["last"]["val/accuracy"] >= 0.99]
     assert grokked and all(t["last"]["step"] < 4000 for t in grokked)  # the stop rule ended them
+    for t in grokked:  # the grokking measures travel with the trial's results
+        assert t["last"]["steps_to_fit"] <= t["last"]["steps_to_grok"] <= t["last"]["step"]
+    table = run("status", "demo", "--storage", tmp_path)
+    assert "grok at" in table.stdout and str(grokked[0]["last"]["steps_to_grok"]) in table.stdout

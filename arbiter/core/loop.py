@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from arbiter.config import Config
 from arbiter.core import checkpoint as ckpt
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
+from arbiter.core.grokfast import Grokfast
+from arbiter.core.grokking import GrokClock
 from arbiter.core.hardware import peak_flops
 from arbiter.core.metrics import MetricsLog
 from arbiter.core.model import build_model
@@ -68,15 +70,15 @@ def train(
     task = make_task(config)
     optimizer = build_optimizer(model, t, precision.device)
     scaler = precision.grad_scaler()
+    grokfast = None
+    if t.grokfast:
+        params = list(model.parameters())
+        grokfast = Grokfast(params, t.grokfast_alpha, t.grokfast_lamb, scaler.is_enabled())
+    clock = GrokClock()
+    parts = _Resumable(model, optimizer, scaler, task, clock, grokfast)
     step, last_eval = 0, {}
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from)
-        model.load_state_dict(state["model"])
-        _load_optimizer(optimizer, state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        task.load_state_dict(state["data"])
-        ckpt.restore_rng(state["rng"])
-        step, last_eval = state["step"], state["last_eval"]
+        step, last_eval = parts.load(ckpt.load_checkpoint(resume_from))
         log.info("resumed from %s at step %d", resume_from, step)
     forward = torch.compile(model) if t.compile else model
     metrics_log = MetricsLog(out_dir, config.logging.enable_tensorboard, step if step else None)
@@ -89,7 +91,8 @@ def train(
     if step >= t.steps and reporter is not None:
         # Resumed at the end (a trial restarted after its last report, or a PBT copy of a
         # finished trial): report where it stands, or the caller would see no result at all.
-        metrics = {"step": step, **last_eval, **hardware, "attention": model.attention_kernel}
+        metrics = {"step": step, **last_eval, **clock.metrics(), **hardware,
+                   "attention": model.attention_kernel}  # fmt: skip
         reporter(metrics, None)
     try:
         while step < t.steps:
@@ -102,6 +105,8 @@ def train(
                 scaler.scale(loss / t.gradient_accumulation).backward()
                 window.add(loss.detach(), step)
             scaler.unscale_(optimizer)
+            if grokfast is not None:
+                grokfast.filter()
             max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
@@ -120,11 +125,14 @@ def train(
             # evaluates even when it comes before the first eval_interval.
             if step % t.eval_interval == 0 or last or (log_step and not last_eval):
                 last_eval = {**evaluate(forward, task, precision), "eval_step": step}
+                clock.observe(last_eval)
             saved = None
             if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
-                saved = _save(out_dir, config, step, last_eval, model, optimizer, scaler, task)
+                state = parts.state_dict(step, last_eval)
+                dumped = config.model_dump(mode="json")
+                saved = ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep)
             if log_step or saved:
-                metrics = {"step": step, **window.drain(), **last_eval,
+                metrics = {"step": step, **window.drain(), **last_eval, **clock.metrics(),
                            "lr": optimizer.param_groups[0]["lr"],
                            "grad_norm": grad_norm.item(), "weight_norm": _weight_norm(model),
                            **speed.read(), **hardware,
@@ -168,18 +176,41 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> tor
     )
 
 
-def _save(out_dir, config, step, last_eval, model, optimizer, scaler, task) -> Path:
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "data": task.state_dict(),
-        "rng": ckpt.capture_rng(),
-        "step": step,
-        "last_eval": last_eval,
-    }
-    dumped = config.model_dump(mode="json")
-    return ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep)
+@dataclass(frozen=True)
+class _Resumable:
+    """Everything a checkpoint holds, so that a resumed run continues exactly."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    task: Task
+    clock: GrokClock
+    grokfast: Grokfast | None
+
+    def state_dict(self, step: int, last_eval: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "data": self.task.state_dict(),
+            "rng": ckpt.capture_rng(),
+            "step": step,
+            "last_eval": last_eval,
+            "grokking": self.clock.state_dict(),
+            "grokfast": self.grokfast.state_dict() if self.grokfast else None,
+        }
+
+    def load(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Restore every part; returns the step and the last evaluation."""
+        self.model.load_state_dict(state["model"])
+        _load_optimizer(self.optimizer, state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.task.load_state_dict(state["data"])
+        ckpt.restore_rng(state["rng"])
+        self.clock.load_state_dict(state["grokking"])
+        if self.grokfast is not None and state["grokfast"]:  # None: a PBT exploit turned it on
+            self.grokfast.load_state_dict(state["grokfast"])
+        return state["step"], state["last_eval"]
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
