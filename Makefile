@@ -35,6 +35,8 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/core_overhead.py
 	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/grokfast.py
+	$(BIN)/python benchmarks/grokking_scheduler.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -242,13 +242,14 @@ class GrokkingOptions(Section):
 
     A trial stops once it has grokked (validation accuracy >= `threshold` for `patience`
     evaluations). Before `fit_budget` steps every trial runs. After it, a trial goes on while it
-    makes progress over the last `window` steps: its weight norm fell by at least
-    `min_norm_drop` (relative) or its validation accuracy rose by at least `min_val_gain`; a
-    trial that has memorized and still shrinks its weights is on the way to grokking.
+    makes progress over the last `window` steps: the norm of its decayed weights
+    (`decayed_weight_norm`) fell by at least `min_norm_drop` (relative) or its validation accuracy
+    rose by at least `min_val_gain`; a trial that has memorized and still shrinks its weights is
+    on the way to grokking.
     """
 
     threshold: float = Field(0.99, gt=0.0, le=1.0)
-    """Validation accuracy that counts as grokked (train accuracy as fitted)."""
+    """Validation accuracy that counts as grokked."""
     patience: int = Field(2, gt=0)
     """Consecutive evaluations at the threshold before a grokked trial stops."""
     fit_budget: int = Field(2000, gt=0)
@@ -256,7 +257,7 @@ class GrokkingOptions(Section):
     window: int = Field(1000, gt=0)
     """Steps over which progress (a falling weight norm, a rising val accuracy) is judged."""
     min_norm_drop: float = Field(0.02, ge=0.0, lt=1.0)
-    """Relative fall of the weight norm over `window` that counts as progress."""
+    """Relative fall of `decayed_weight_norm` over `window` that counts as progress."""
     min_val_gain: float = Field(0.02, ge=0.0, le=1.0)
     """Rise of validation accuracy over `window` that counts as progress."""
 

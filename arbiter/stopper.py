@@ -21,6 +21,8 @@ class HeldTarget(tune.Stopper):
         if value is None or eval_step is None:
             return False
         last_step, streak = self._streaks.get(trial_id, (None, 0))
+        if last_step is not None and eval_step < last_step:
+            streak = 0  # the trial went back to an earlier checkpoint: count its evaluations anew
         if eval_step != last_step:
             reached = value >= self.threshold if self.mode == "max" else value <= self.threshold
             streak = streak + 1 if reached else 0

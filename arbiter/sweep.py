@@ -188,6 +188,10 @@ def _scheduler(sweep: SweepConfig, config: Config) -> Any:
             quantile_fraction=sweep.pbt.quantile_fraction,
             resample_probability=sweep.pbt.resample_probability,
         )
+    if sweep.scheduler == "grokking":
+        from arbiter.grokking_scheduler import GrokkingScheduler
+
+        return GrokkingScheduler(sweep.grokking, time_attr=TIME_ATTR)
     return None  # fifo: Tune's default
 
 

@@ -121,8 +121,8 @@ def test_metrics_rows_carry_the_documented_keys(tmp_path):
     train(tiny(), tmp_path)
     rows = read_metrics(tmp_path)
     expected = {"step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr",
-                "grad_norm", "weight_norm", "tokens_per_s", "memory/peak_bytes", "device",
-                "precision", "attention"}  # fmt: skip
+                "grad_norm", "weight_norm", "decayed_weight_norm", "tokens_per_s",
+                "memory/peak_bytes", "device", "precision", "attention"}  # fmt: skip
     assert expected <= rows[-1].keys()
     assert rows[-1]["device"] == "cpu" and rows[-1]["precision"] == "fp32"
     assert rows[-1]["attention"] == "sdpa"

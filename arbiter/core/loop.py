@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +55,13 @@ def train(
     config: Config,
     out_dir: Path,
     reporter: Reporter | None = None,
-    resume_from: Path | None = None,
+    resume_from: Path | tuple[Path, dict[str, Any]] | None = None,
 ) -> RunResult:
     """Train `config` to `training.steps`, writing metrics and checkpoints under `out_dir`.
 
     `resume_from` is a checkpoint folder to continue from exactly (model, optimizer, scaler,
-    data cursor, RNG states and step).
+    data cursor, RNG states and step), or the (folder, state) pair `latest_checkpoint` and
+    `usable_checkpoint` return, so that the state is not read and hashed twice.
     """
     t = config.training
     precision = resolve_precision(t.precision, resolve_device(t.device))
@@ -78,8 +79,10 @@ def train(
     parts = _Resumable(model, optimizer, scaler, task, clock, grokfast)
     step, last_eval = 0, {}
     if resume_from is not None:
-        step, last_eval = parts.load(ckpt.load_checkpoint(resume_from))
-        log.info("resumed from %s at step %d", resume_from, step)
+        if not isinstance(resume_from, tuple):
+            resume_from = resume_from, ckpt.load_checkpoint(resume_from)
+        step, last_eval = parts.load(resume_from[1])
+        log.info("resumed from %s at step %d", resume_from[0], step)
     forward = torch.compile(model) if t.compile else model
     metrics_log = MetricsLog(out_dir, config.logging.enable_tensorboard, step if step else None)
     hardware = {"device": str(precision.device), "precision": precision.name}
@@ -134,7 +137,11 @@ def train(
             if log_step or saved:
                 metrics = {"step": step, **window.drain(), **last_eval, **clock.metrics(),
                            "lr": optimizer.param_groups[0]["lr"],
-                           "grad_norm": grad_norm.item(), "weight_norm": _weight_norm(model),
+                           "grad_norm": grad_norm.item(),
+                           "weight_norm": _norm(model.parameters()),
+                           # what weight decay shrinks (param_groups puts it first), see
+                           # the grokking scheduler
+                           "decayed_weight_norm": _norm(optimizer.param_groups[0]["params"]),
                            **speed.read(), **hardware,
                            "attention": model.attention_kernel}  # fmt: skip
                 metrics_log.write(metrics)
@@ -222,9 +229,12 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> 
         group.update(settings)
 
 
-def _weight_norm(model: torch.nn.Module) -> float:
-    norms = torch._foreach_norm([p.detach() for p in model.parameters()])
-    return torch.linalg.vector_norm(torch.stack(norms)).item()
+def _norm(params: Iterable[torch.Tensor]) -> float:
+    """The L2 norm of all `params` together (0 for none)."""
+    tensors = [p.detach() for p in params]
+    if not tensors:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
 
 
 def _seed_everything(seed: int) -> None:
