@@ -17,11 +17,6 @@ from arbiter.experiment import DEFAULT_STORAGE
 
 EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
-EXIT_NOT_READY = 3
-
-
-class NotReady(Exception):
-    """A command whose flags are fixed but whose implementation has not landed yet."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,9 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"arbiter: run failed: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except NotReady as exc:
-        print(f"arbiter {args.command}: {exc}", file=sys.stderr)
-        return EXIT_NOT_READY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("resume", "resume an interrupted sweep"),
         ("status", "show a sweep's trials"),
-        ("report", "summarise a finished sweep"),
+        ("report", "plots and a summary of a sweep, finished or running"),
     ):
         command = commands.add_parser(verb, help=text)
         command.add_argument("experiment", metavar="NAME|PATH", help="experiment name or folder")
@@ -90,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--out", type=Path, help="folder for the report (default: in the experiment)"
             )
-        command.set_defaults(run={"resume": _resume, "status": _status, "report": _not_ready}[verb])
+        command.set_defaults(run={"resume": _resume, "status": _status, "report": _report}[verb])
 
     train = commands.add_parser("train", help="train one run without Ray (the legacy flow)")
     source = train.add_mutually_exclusive_group()
@@ -139,6 +131,12 @@ def _status(args: argparse.Namespace) -> int:
     from arbiter.sweep_command import show_status
 
     return show_status(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from arbiter.report import run_report
+
+    return run_report(args)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -191,10 +189,6 @@ def _templates(args: argparse.Namespace) -> int:
         table.add_row(path.name, str(trials), config.description)
     console().print(table)
     return 0
-
-
-def _not_ready(args: argparse.Namespace) -> int:
-    raise NotReady("not implemented yet: it arrives with the grokking report")
 
 
 def _storage_flag(parser: argparse.ArgumentParser) -> None:
