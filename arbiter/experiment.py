@@ -19,6 +19,8 @@ from arbiter.errors import UserError
 
 RECORD = "arbiter.json"
 DEFAULT_STORAGE = "~/arbiter_results"
+# The longest folder name common file systems (ext4, xfs, btrfs, APFS) allow.
+NAME_MAX_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,25 @@ def storage_root(flag: str | None) -> Path:
     Only checked here, never created: a dry run or a refused sweep writes nothing.
     """
     path = Path(os.path.expanduser(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE))
-    if path.exists() and not path.is_dir():
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UserError(f"--storage {path}: cannot be used: {exc.strerror or exc}") from None
+    if is_file:
         raise UserError(f"--storage {path}: is a file; give a folder for experiments")
     return path.resolve()
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Refuse, before anything starts, a folder that cannot be created or written: a read-only
+    file system, missing permissions, or a file on the way (access(2) answers all three)."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {folder}: {existing} is a file; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: {existing} is not writable; choose another folder")
 
 
 def default_name(template: Path) -> str:
@@ -58,9 +76,21 @@ def template_hash(config: Config) -> str:
 
 
 def check_new_name(storage: Path, name: str) -> Path:
-    """STORAGE/NAME for a new experiment: a plain name that no folder has yet."""
-    if "/" in name or name in ("", ".", ".."):
-        raise UserError(f"--name {name!r}: must be a plain folder name")
+    """STORAGE/NAME for a new experiment: a plain name that no folder has yet.
+
+    A name cannot leave the storage folder (`..`, `/`), break the one-line messages that print
+    it (control characters), or be longer than a folder name may be (refused before Ray starts).
+    """
+    if (
+        name in ("", ".", "..")
+        or "/" in name
+        or not name.isprintable()
+        or len(os.fsencode(name)) > NAME_MAX_BYTES
+    ):
+        raise UserError(
+            f"--name {name!r}: must be a plain folder name: printable characters except '/', "
+            f"not '.' or '..', at most {NAME_MAX_BYTES} bytes"
+        )
     path = storage / name
     if path.exists():
         raise UserError(
@@ -86,15 +116,23 @@ def new_experiment(storage: Path, name: str, record: Record) -> Path:
 def find_experiment(name_or_path: str, storage_flag: str | None) -> Path:
     """An experiment folder from a path, or a name under the storage folder."""
     direct = Path(name_or_path).expanduser()
-    if (direct / RECORD).is_file():
+    if _holds_record(direct):
         return direct.resolve()
     under = storage_root(storage_flag) / name_or_path
-    if (under / RECORD).is_file():
+    if _holds_record(under):
         return under
     raise UserError(
         f"{name_or_path}: no Arbiter experiment here or under {storage_root(storage_flag)} "
         f"(looked for {RECORD})"
     )
+
+
+def _holds_record(folder: Path) -> bool:
+    """Whether `folder` has an experiment record; a path the OS refuses (too long) has none."""
+    try:
+        return (folder / RECORD).is_file()
+    except OSError:
+        return False
 
 
 def read_record(path: Path) -> Record:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,14 @@ from arbiter.errors import UserError
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 5.0
 TIME_ATTR = "step"  # schedulers measure progress in optimizer steps, not Tune iterations
 # Tune's newer console output prints its own banner and tables even at verbose=0; the legacy
 # engine is silent at 0, leaving the terminal to SweepProgress.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune warns when checkpoints come faster than its state snapshots; frequent checkpoints of
+# small models are a choice here, and the warning would flood the sweep's terminal.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
         # "local": a new Ray for this sweep, never a `ray start` cluster found on the machine
         _init(address="local", include_dashboard=True, dashboard_host=dashboard_host)
         return present if gpus is None else gpus
+    _check_reachable(address)
     _use_token_if_available()
     ray = _init(address=address)
     cluster = int(ray.cluster_resources().get("GPU", 0))
@@ -56,6 +62,24 @@ def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
         ray.shutdown()
         raise UserError(f"--gpus {gpus}: the cluster at {address} has {cluster} GPU(s)")
     return cluster if gpus is None else gpus
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT where nothing answers is an error within seconds: `ray.init` would retry
+    for a minute or more. (`auto` and `ray://` addresses are left to Ray.)"""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address:
+        return
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({reason}); start one with "
+            "`ray start --head` or check the address"
+        ) from None
 
 
 def _use_token_if_available() -> None:

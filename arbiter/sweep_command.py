@@ -14,6 +14,7 @@ from arbiter.errors import UserError
 from arbiter.experiment import (
     Record,
     check_new_name,
+    check_writable,
     default_name,
     find_experiment,
     has_tune_state,
@@ -48,6 +49,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         return 0
     name = args.name or default_name(template_path)
     check_new_name(storage, name)  # before Ray starts; new_experiment checks again after
+    check_writable(storage, "--storage")
 
     from arbiter.sweep import Placement, build_tuner, connect, search_alg
 

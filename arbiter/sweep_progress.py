@@ -1,5 +1,5 @@
-"""The sweep's own terminal output: a line when a trial starts, groks, ends or fails, and a short
-progress line with the best trial so far, instead of Ray's raw log flood."""
+"""The sweep's own terminal output: a line when a trial starts, groks, warns, ends or fails, and
+a short progress line with the best trial so far, instead of Ray's raw log flood."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class SweepProgress(tune.Callback):
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and (self.best is None or self._better(value)):
             self.best = (value, trial.trial_id)
+        if result.get("warning"):
+            _say(f"warning   {trial.trial_id}  {result['warning']}")
         if "steps_to_grok" in result and trial.trial_id not in self.grokked:
             self.grokked.add(trial.trial_id)
             fit = result.get("steps_to_fit", "?")

@@ -15,6 +15,7 @@ from typing import Any
 
 from arbiter.config import Config
 from arbiter.errors import UserError
+from arbiter.experiment import check_writable
 from arbiter.templates import tier_config
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,14 @@ def run_train(args: argparse.Namespace) -> int:
             f"--out {out_dir}: holds checkpoints of an earlier run; "
             "add --resume to continue it, or choose another --out"
         )
+    check_writable(out_dir, "--out")
     _train_with_progress(config, out_dir, resume_from)
     return 0
 
 
-def _train_with_progress(config: Config, out_dir: Path, resume_from: Path | None) -> None:
+def _train_with_progress(
+    config: Config, out_dir: Path, resume_from: tuple[Path, dict[str, Any]] | None
+) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from arbiter.core.loop import train
@@ -70,13 +74,13 @@ def _summary(metrics: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _resume_point(out_dir: Path) -> Path:
+def _resume_point(out_dir: Path) -> tuple[Path, dict[str, Any]]:
     from arbiter.core.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(out_dir)
     if found is None:
         raise UserError(f"--resume: no valid checkpoint in {out_dir / 'checkpoints'}")
-    return found[0]
+    return found
 
 
 def _choose_tier(tier: str | None) -> str:

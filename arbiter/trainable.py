@@ -3,10 +3,13 @@
 Ray stays at this edge: the core reports through a callback that calls `tune.report` (with the
 checkpoint folder when one was written), and resumes from `tune.get_checkpoint()` after a retry,
 a `resume` or a PBT exploit. The core works in a scratch folder; Tune persists what is reported.
+Warnings the core logs (a corrupt checkpoint skipped, say) travel with the next report as
+`warning`, since worker logs do not reach the sweep's terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -17,6 +20,7 @@ import ray
 import torch
 from ray import tune
 
+from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
 from arbiter.trials import trial_config
 
@@ -32,18 +36,38 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> Non
         "trial_start": time.time(),  # wall clock, to tell which trials ran at the same time
     }
 
+    warnings = _Collected(logging.WARNING)
+
     def report(metrics: dict[str, Any], saved: Path | None) -> None:
         row = {**metrics, **placement}
+        if warnings.messages:
+            row["warning"] = "; ".join(warnings.messages)
+            warnings.messages.clear()
         checkpoint = tune.Checkpoint.from_directory(saved) if saved else None
         tune.report(row, checkpoint=checkpoint)
 
     scratch = Path(tempfile.mkdtemp(prefix=f"arbiter-{tune.get_context().get_trial_id()}-"))
+    logging.getLogger("arbiter").addHandler(warnings)
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             train(config, scratch, reporter=report)
         else:
             with checkpoint.as_directory() as folder:
-                train(config, scratch, reporter=report, resume_from=Path(folder))
+                # a corrupt checkpoint falls back to an older one; none valid: from step 0
+                resume = usable_checkpoint(Path(folder))
+                train(config, scratch, reporter=report, resume_from=resume)
     finally:
+        logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Collected(logging.Handler):
+    """Keeps the messages of the records it handles."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

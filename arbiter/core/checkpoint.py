@@ -9,6 +9,7 @@ data cursor, `capture_rng()`) must hold only tensors and primitives, because it 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -25,13 +26,17 @@ import numpy as np
 import torch
 
 import arbiter
-from arbiter.errors import UserError
+from arbiter.errors import RunFailed
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+# The folders Ray Tune copies a trial's reported checkpoints to, numbered in report order.
+_TUNE_DIR = re.compile(r"^checkpoint_(\d+)$")
+# Room left over the state's tensors for the zip structure, pickled metadata and meta.json.
+SPACE_MARGIN_BYTES = 64 * 1024
 # Temporary directories: a save in progress, or an old copy of a step being replaced.
 _TMP_PREFIX = ".tmp-"
 
@@ -45,7 +50,8 @@ def save_checkpoint(
 ) -> Path:
     """Write `state` as the checkpoint of `step` atomically, prune to `keep`; return its path.
 
-    Raises UserError (one line) when the folder cannot be written; earlier checkpoints survive.
+    Raises RunFailed (one line) when the folder cannot be written (a full disk, say); earlier
+    checkpoints survive.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
@@ -58,10 +64,13 @@ def save_checkpoint(
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        # A Python file object (not a path) so that a full disk surfaces as OSError, not as
-        # torch's RuntimeError from its C++ writer.
+        _check_space(root, state)
         with open(tmp / STATE_FILE, "wb") as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as exc:  # torch's zip writer reports a failed write this way
+                detail = str(exc).splitlines()[0]
+                raise OSError(errno.EIO, f"writing {STATE_FILE} failed ({detail})") from exc
             f.flush()
             os.fsync(f.fileno())
         meta = {
@@ -96,7 +105,9 @@ def save_checkpoint(
             os.rename(old, final)
         if isinstance(exc, OSError):
             reason = (exc.strerror or str(exc)).replace("\n", " ")
-            raise UserError(f"cannot write checkpoint in {root}: {reason}") from exc
+            raise RunFailed(
+                f"cannot write checkpoint in {root}: {reason}; earlier checkpoints are intact"
+            ) from exc
         raise
     shutil.rmtree(old, ignore_errors=True)
     _prune(root, keep, final)
@@ -118,7 +129,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest valid checkpoint under `out_dir` and its state; None when there is none."""
-    candidates = _step_dirs(Path(out_dir) / "checkpoints")
+    return _first_valid(_step_dirs(Path(out_dir) / "checkpoints"))
+
+
+def usable_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Checkpoint `path` if it is valid, else the newest valid one among its older siblings.
+
+    Ray Tune hands a trial the checkpoint it recorded last, `checkpoint_NNNNNN/` in the trial's
+    folder; if that one was truncated (a full disk during the copy to storage, say), the trial
+    continues from the previous one instead of failing again on every retry.
+    """
+    path = Path(path)
+    match = _TUNE_DIR.match(path.name)
+    if match is None:
+        return _first_valid([path])
+    index = int(match.group(1))
+    older = [(int(m.group(1)), p) for p in path.parent.iterdir()
+             if (m := _TUNE_DIR.match(p.name)) and int(m.group(1)) < index]  # fmt: skip
+    return _first_valid([path, *(p for _, p in sorted(older, reverse=True))])
+
+
+def _first_valid(candidates: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The first of `candidates` (newest first) that loads, warning about each one skipped."""
     for i, path in enumerate(candidates):
         try:
             return path, load_checkpoint(path)
@@ -128,7 +160,7 @@ def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
                 if i + 1 < len(candidates)
                 else "no older checkpoint to fall back to"
             )
-            log.warning("checkpoint %s is corrupt (%s); %s", path.name, exc, after)
+            log.warning("checkpoint %s is corrupt (%s); %s", path, exc, after)
     return None
 
 
@@ -185,6 +217,30 @@ def _check_meta(path: Path, full: bool) -> None:
         raise CheckpointError(f"size mismatch: {STATE_FILE} has {actual} bytes, expected {size}")
     if full and _sha256(path / STATE_FILE) != digest:
         raise CheckpointError("sha256 mismatch")
+
+
+def _check_space(root: Path, state: dict[str, Any]) -> None:
+    """Fail before writing when the disk cannot hold the checkpoint (with a little room for the
+    file's own structure): a clear 'No space left on device', not a torn file."""
+    needed = _tensor_bytes(state) * 1.01 + SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"{os.strerror(errno.ENOSPC)}: the checkpoint needs about {needed / 2**20:.3g} MiB, "
+            f"{free / 2**20:.3g} MiB are free",
+        )
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in a nested state (what torch.save will write, near enough)."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def _prune(root: Path, keep: int, written: Path) -> None:

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from arbiter.errors import RunFailed
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -32,8 +34,11 @@ class MetricsLog:
             self._tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
 
     def write(self, row: dict[str, Any]) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk, say: one line, not a traceback
+            raise RunFailed(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         if self._tensorboard is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
