@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import multiprocessing
 import statistics
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,12 +30,10 @@ from typing import Any
 import torch
 from report import REPORT, append_report, command_line, load_average, machine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from arbiter.core.loop import train  # noqa: E402
-from arbiter.loading import load_config  # noqa: E402
-from arbiter.templates import find_template  # noqa: E402
-from arbiter.trials import trial_config  # noqa: E402
+from arbiter.core.loop import train
+from arbiter.loading import load_config
+from arbiter.templates import find_template
+from arbiter.trials import trial_config
 
 
 class Grokked(Exception):
