@@ -30,9 +30,10 @@ MAX_TOKEN_VOCAB = 2**16
 
 
 class Section(BaseModel):
-    """Common settings: unknown keys are errors and field docstrings become descriptions."""
+    """Common settings: unknown keys are errors, floats are finite (TOML has inf and nan), and
+    field docstrings become descriptions."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class ModelConfig(Section):

@@ -57,8 +57,11 @@ def check_writable(folder: Path, flag: str) -> None:
     """Refuse, before anything starts, a folder that cannot be created or written: a read-only
     file system, missing permissions, or a file on the way (access(2) answers all three)."""
     existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as exc:  # a name too long for the file system, say
+        raise UserError(f"{flag} {folder}: cannot be used: {exc.strerror or exc}") from None
     if not existing.is_dir():
         raise UserError(f"{flag} {folder}: {existing} is a file; give a folder")
     if not os.access(existing, os.W_OK | os.X_OK):

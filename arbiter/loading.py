@@ -39,7 +39,12 @@ class RawConfig:
         self.source = source
 
     def origin(self, key: tuple[str, ...]) -> str:
-        """The file that set `key` (or the nearest table above it), else the top file."""
+        """The file that set `key`, else the last one that set a key below it (a table that
+        `--set a.b=1` made), else the one that set the nearest table above it, else the top file.
+        """
+        below = [src for k, src in self.origins.items() if k[: len(key)] == key]
+        if key and key not in self.origins and below:
+            return below[-1]
         for depth in range(len(key), 0, -1):
             found = self.origins.get(key[:depth])
             if found:
@@ -69,7 +74,7 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> RawConfig:
     if base_path.resolve() in chain:
         cycle = " -> ".join(p.name for p in (*chain, base_path.resolve()))
         raise ConfigError(source, "extends", f"cycle: {cycle}")
-    if not base_path.is_file():
+    if not _is_file(base_path):
         raise ConfigError(
             source, "extends", f"'{parent}' not found next to it (looked for {base_path})"
         )
@@ -204,6 +209,14 @@ def _fields_at(loc: tuple[str, ...]) -> list[str]:
         candidates = getattr(annotation, "__args__", (annotation,))
         node = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
     return list(node.model_fields)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but False for a path the OS refuses to look at (e.g. a name too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _merge(

@@ -62,7 +62,8 @@ class Distribution:
         else:
             value = rng.uniform(low, high)
         if self.kind in _INTEGER:
-            return min(int(value), high - 1)
+            # Clamped: floats lose integers beyond 2**53, and exp(log(low)) may fall below low.
+            return max(low, min(int(value), high - 1))
         if self.kind.startswith("q"):
             q = self.args[2]
             return round(value / q) * q
@@ -105,6 +106,8 @@ def parse_axis(value: Any, where: str) -> Axis:
     if any(isinstance(a, bool) or not isinstance(a, numeric) for a in args):
         what = "integers" if kind in _INTEGER else "numbers"
         raise KeyProblem(where, f"{kind} arguments must be {what}, got {args}")
+    if not all(_finite(a) for a in args):
+        raise KeyProblem(where, f"{kind} arguments must be finite (within float range), got {args}")
     _check_bounds(kind, args, where)
     return Distribution(kind, tuple(args))
 
@@ -117,10 +120,35 @@ def _check_bounds(kind: str, args: list[Any], where: str) -> None:
     low, high = args[0], args[1]
     if not low < high:
         raise KeyProblem(where, f"{kind} needs low < high, got [{low}, {high}]")
+    if not _finite(high - low):
+        raise KeyProblem(
+            where, f"{kind} range high - low is beyond float range, got [{low}, {high}]"
+        )
     if kind in _LOG and low <= 0:
         raise KeyProblem(where, f"{kind} bounds must be > 0, got low = {low}")
-    if kind.startswith("q") and args[2] <= 0:
-        raise KeyProblem(where, f"{kind} step q must be > 0, got {args[2]}")
+    if kind.startswith("q"):
+        q = args[2]
+        if q <= 0:
+            raise KeyProblem(where, f"{kind} step q must be > 0, got {q}")
+        if not (_multiple_of(low, q) and _multiple_of(high, q)):
+            raise KeyProblem(
+                where, f"{kind} needs low and high to be multiples of q = {q}, got [{low}, {high}]"
+            )
+
+
+def _finite(number: float) -> bool:
+    """A number that converts to a finite float (TOML integers have no size limit)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def _multiple_of(bound: float, q: float) -> bool:
+    """Ray Tune's own test for the bounds of a quantized distribution (tune.quniform refuses
+    others): `bound / q` is close to a whole number."""
+    ratio = bound / q
+    return math.isfinite(ratio) and math.isclose(ratio, round(ratio))
 
 
 def expand(

@@ -32,8 +32,11 @@ def find_template(name: str) -> Path:
             packaged_configs() / TEMPLATES_SUBDIR / file_name,
         ]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a name the file system refuses (too long): not a file here
+            continue
     known = ", ".join(p.name for p in list_templates())
     raise UserError(
         f"{name}: unknown template: not a file, not in ./configs/{TEMPLATES_SUBDIR}/ and not "

@@ -31,13 +31,13 @@ def run_train(args: argparse.Namespace) -> int:
     path = args.config or tier_config(_choose_tier(args.tier))
     config = load_config(path, args.set)
     out_dir = args.out or Path("runs") / Path(path).stem
+    check_writable(out_dir, "--out")
     resume_from = _resume_point(out_dir) if args.resume else None
     if not args.resume and (out_dir / "checkpoints").is_dir():
         raise UserError(
             f"--out {out_dir}: holds checkpoints of an earlier run; "
             "add --resume to continue it, or choose another --out"
         )
-    check_writable(out_dir, "--out")
     _train_with_progress(config, out_dir, resume_from)
     return 0
 
