@@ -10,8 +10,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
 from arbiter import __version__
+from arbiter.config import SweepConfig
 from arbiter.errors import RunFailed, UserError
 from arbiter.experiment import DEFAULT_STORAGE
 
@@ -45,8 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sweep = commands.add_parser("sweep", help="run a sweep template on Ray Tune")
+    # Not argparse-required: the legacy --base-config alone may give the template instead.
+    sweep.add_argument("--template", help="template path or name (see `arbiter templates`)")
     sweep.add_argument(
-        "--template", required=True, help="template path or name (see `arbiter templates`)"
+        "--base-config",
+        metavar="FILE",
+        help="legacy: a config layered under --template, or the template itself without one",
+    )
+    sweep.add_argument(
+        "--strategy",
+        choices=get_args(SweepConfig.model_fields["strategy"].annotation),  # the schema's list
+        help="legacy: overrides [sweep] strategy (same as --set sweep.strategy=S)",
     )
     sweep.add_argument("--gpus", type=_count, help="GPUs to use, one trial each (0: CPU trials)")
     sweep.add_argument(
@@ -63,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="list the trials and their cost; start nothing"
     )
     sweep.set_defaults(run=_sweep)
+
+    long = commands.add_parser(
+        "long", help="one long run as a Ray Tune trial, retried and resumed until it is done"
+    )
+    long.add_argument("--template", required=True, help="template path or name")
+    long.add_argument("--gpus", type=_count, help="0: run on the CPU (default: one GPU if any)")
+    long.add_argument("--cpus-per-trial", type=_positive, default=1, help="CPUs the run reserves")
+    long.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT")
+    _storage_flag(long)
+    long.add_argument(
+        "--name", help="experiment name (default: TEMPLATE-long; the same name resumes it)"
+    )
+    _set_flag(long)
+    long.add_argument(
+        "--hours", type=_positive_float, help="stop resumably after this wall-clock time"
+    )
+    long.add_argument(
+        "--dashboard-host", default="127.0.0.1", help="where the Ray dashboard listens"
+    )
+    long.set_defaults(run=_long)
 
     for verb, text in (
         ("resume", "resume an interrupted sweep"),
@@ -119,6 +150,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from arbiter.sweep_command import run_sweep
 
     return run_sweep(args)
+
+
+def _long(args: argparse.Namespace) -> int:
+    from arbiter.long_command import run_long
+
+    return run_long(args)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -211,6 +248,16 @@ def _count(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 

@@ -185,7 +185,23 @@ class CheckpointConfig(Section):
     interval: int = Field(1000, gt=0)
     """Optimizer steps between checkpoints; the final step is always checkpointed."""
     keep: int = Field(3, gt=0)
-    """Newest checkpoints kept on disk; older ones are deleted."""
+    """Newest checkpoints kept on disk; older ones are deleted (milestones excepted)."""
+    milestone_interval: int = Field(0, ge=0)
+    """Also keep every checkpoint whose step is a multiple of this, for good (0: none): a run
+    that groks late can be analysed at its earlier points. A multiple of `interval`."""
+
+    @model_validator(mode="after")
+    def _check(self) -> CheckpointConfig:
+        if self.milestone_interval % self.interval:
+            raise KeyProblem(
+                "checkpoint.milestone_interval",
+                f"{self.milestone_interval} is not a multiple of checkpoint.interval = "
+                f"{self.interval}",
+            )
+        return self
+
+    def is_milestone(self, step: int) -> bool:
+        return self.milestone_interval > 0 and step % self.milestone_interval == 0
 
 
 class LoggingConfig(Section):

@@ -33,6 +33,11 @@ class Record:
     resolved: dict[str, Any]
     gpus: int
     cpus_per_trial: int
+    # `arbiter sweep --base-config`: the file layered under the template, which `resume` needs
+    # to rebuild the same template. Records written before the flag existed have none.
+    base_config: str | None = None
+    # "sweep", or "long" for `arbiter long`'s one-trial experiments (which resume by rerunning)
+    kind: str = "sweep"
 
     def config(self) -> Config:
         return Config.model_validate(self.resolved)
@@ -79,9 +84,18 @@ def template_hash(config: Config) -> str:
 
 
 def check_new_name(storage: Path, name: str) -> Path:
-    """STORAGE/NAME for a new experiment: a plain name that no folder has yet.
+    """STORAGE/NAME for a new experiment: a plain name (see `check_name`) no folder has yet."""
+    path = storage / check_name(name)
+    if path.exists():
+        raise UserError(
+            f"--name {name}: {path} already exists; `arbiter resume {name}` continues it, "
+            "or choose another --name"
+        )
+    return path
 
-    A name cannot leave the storage folder (`..`, `/`), break the one-line messages that print
+
+def check_name(name: str) -> str:
+    """A name cannot leave the storage folder (`..`, `/`), break the one-line messages that print
     it (control characters), or be longer than a folder name may be (refused before Ray starts).
     """
     if (
@@ -94,13 +108,7 @@ def check_new_name(storage: Path, name: str) -> Path:
             f"--name {name!r}: must be a plain folder name: printable characters except '/', "
             f"not '.' or '..', at most {NAME_MAX_BYTES} bytes"
         )
-    path = storage / name
-    if path.exists():
-        raise UserError(
-            f"--name {name}: {path} already exists; `arbiter resume {name}` continues it, "
-            "or choose another --name"
-        )
-    return path
+    return name
 
 
 def new_experiment(storage: Path, name: str, record: Record) -> Path:

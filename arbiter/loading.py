@@ -52,11 +52,34 @@ class RawConfig:
         return self.source
 
 
-def load_config(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read, merge, override and validate one configuration or template."""
-    raw = load_raw(Path(path))
+def load_config(
+    path: str | Path, sets: list[str] | tuple[str, ...] = (), base: str | Path | None = None
+) -> Config:
+    """Read, merge, override and validate one configuration or template.
+
+    `base` (`arbiter sweep --base-config`) is layered under `path` itself: see `load_layered`.
+    """
+    raw = load_raw(Path(path)) if base is None else load_layered(Path(path), Path(base))
     apply_sets(raw, sets)
     return validate(raw)
+
+
+def load_layered(path: Path, base: Path) -> RawConfig:
+    """`path` on top of `base` on top of what `path` extends: the file's own keys win, then the
+    base's, then everything the file inherits through `extends`.
+
+    The base sits above the inherited files because naming it is the user's explicit choice: with
+    it below them, a base config's checkpoint, logging and precision keys would lose to the
+    shipped templates' own `extends = "base_config.toml"`, which sets exactly those keys.
+    """
+    inherited = load_raw(path)
+    below = load_raw(base)
+    own = read_toml(path)
+    own.pop("extends", None)
+    data = _merge(_merge(inherited.data, below.data), own)
+    origins = {**inherited.origins, **below.origins}
+    origins.update({key: str(path) for key in _leaf_keys(own)})
+    return RawConfig(data, origins, str(path))
 
 
 def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> RawConfig:

@@ -20,6 +20,10 @@ from arbiter.errors import UserError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+# In an experiment folder: copies of milestone checkpoints (Tune prunes its own to
+# checkpoint.keep), and a long run's start times (its back-off after repeated failures).
+MILESTONES = "milestones"
+ATTEMPTS = "attempts.json"
 TIME_ATTR = "step"  # schedulers measure progress in optimizer steps, not Tune iterations
 # Tune's newer console output prints its own banner and tables even at verbose=0; the legacy
 # engine is silent at 0, leaving the terminal to SweepProgress.
@@ -62,6 +66,29 @@ def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
         ray.shutdown()
         raise UserError(f"--gpus {gpus}: the cluster at {address} has {cluster} GPU(s)")
     return cluster if gpus is None else gpus
+
+
+def warn_if_storage_is_local(storage: Path) -> None:
+    """Warn when the joined cluster spans several machines (see `storage_warning`)."""
+    import ray
+
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    warning = storage_warning(storage, ray.util.get_node_ip_address(), hosts)
+    if warning:
+        log.warning("%s", warning)
+
+
+def storage_warning(storage: Path, here: str, hosts: set[str]) -> str | None:
+    """Ray does not copy trial files to the head node: on a cluster spanning several machines,
+    `--storage` must be a shared file system mounted at the same path on every one of them."""
+    machines = hosts | {here}
+    if len(machines) == 1:
+        return None
+    return (
+        f"the cluster spans {len(machines)} machines: --storage {storage} must be the same "
+        "shared folder on each (NFS, a mounted bucket); a folder local to one machine loses the "
+        "checkpoints and results of trials that run elsewhere"
+    )
 
 
 def _check_reachable(address: str) -> None:
@@ -120,19 +147,37 @@ def _init(**kwargs: Any) -> Any:
     return ray
 
 
-def build_tuner(path: Path, config: Config, placement: Placement, restore: bool = False) -> Any:
-    """The Tuner for a new experiment at `path`, or the restored one."""
+def build_tuner(
+    path: Path, config: Config, placement: Placement, restore: bool = False, long: bool = False
+) -> Any:
+    """The Tuner for a new experiment at `path`, or the restored one.
+
+    `long`: the one trial of `arbiter long`, retried without limit (with a back-off) and
+    reporting its progress as steps and an ETA.
+    """
     from ray import tune
 
     from arbiter.space import to_param_space
-    from arbiter.sweep_progress import SweepProgress
+    from arbiter.sweep_progress import LongProgress, SweepProgress
     from arbiter.trainable import run_trial
 
     sweep = config.sweep
     assert sweep is not None
+    milestones = path / MILESTONES if config.checkpoint.milestone_interval else None
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.run_settings(), cpus=placement.cpus_per_trial),
+        tune.with_parameters(
+            run_trial,
+            base=config.run_settings(),
+            cpus=placement.cpus_per_trial,
+            milestones=str(milestones) if milestones else None,
+            attempts=str(path / ATTEMPTS) if long else None,
+        ),
         placement.resources(),
+    )
+    progress = (
+        LongProgress(sweep.metric, sweep.mode, config.training.steps)
+        if long
+        else SweepProgress(sweep.metric, sweep.mode)
     )
     if restore:
         return tune.Tuner.restore(
@@ -156,10 +201,11 @@ def build_tuner(path: Path, config: Config, placement: Placement, restore: bool 
             name=path.name,
             storage_path=str(path.parent),
             stop=_stopper(sweep),
-            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            # -1: without limit (Tune's convention)
+            failure_config=tune.FailureConfig(max_failures=-1 if long else sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(config)),
             verbose=0,
-            callbacks=[SweepProgress(sweep.metric, sweep.mode)],
+            callbacks=[progress],
         ),
     )
 

@@ -1,5 +1,6 @@
 """The sweep's own terminal output: a line when a trial starts, groks, warns, ends or fails, and
-a short progress line with the best trial so far, instead of Ray's raw log flood."""
+a short progress line with the best trial so far, instead of Ray's raw log flood. A long run
+(`arbiter long`) says instead where its one trial stands: step, metrics, speed and ETA."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ class SweepProgress(tune.Callback):
             _say(f"grokked   {trial.trial_id}  at step {result['steps_to_grok']} (fit at {fit})")
         if time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
             self.last_line = time.monotonic()
-            _say(f"progress  {tally(t.status for t in trials)}{self._best_text()}")
+            _say(self._progress(trials, result))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        _say(f"retrying  {trial.trial_id}  from its newest checkpoint (its worker failed)")
+
+    def _progress(self, trials: list, result: dict) -> str:
+        return f"progress  {tally(t.status for t in trials)}{self._best_text()}"
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -67,3 +74,35 @@ def _fmt(value: Any) -> str:
 
 def _say(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
+
+
+class LongProgress(SweepProgress):
+    """`arbiter long`: the progress line says where the one run stands and when it will end."""
+
+    def __init__(self, metric: str, mode: str, steps: int) -> None:
+        super().__init__(metric, mode)
+        self.steps = steps
+        self.first: tuple[float, int] | None = None  # (time, step) of this session's first result
+
+    def _progress(self, trials: list, result: dict) -> str:
+        step, now = result.get("step", 0), time.monotonic()
+        if self.first is None or step < self.first[1]:  # a retry went back: measure afresh
+            self.first = (now, step)
+        rate = (step - self.first[1]) / (now - self.first[0]) if now > self.first[0] else 0.0
+        eta = _duration((self.steps - step) / rate) if rate > 0 else "?"
+        metrics = "  ".join(f"{k} {_fmt(result[k])}" for k in LONG_METRICS if k in result)
+        speed = f"{result['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in result else ""
+        return (f"step {step:,}/{self.steps:,} ({100 * step / self.steps:.1f}%)  {metrics}  "
+                f"{speed}  ETA {eta}")  # fmt: skip
+
+
+LONG_METRICS = ("train/loss", "train/accuracy", "val/accuracy", "decayed_weight_norm")
+
+
+def _duration(seconds: float) -> str:
+    """3725 -> '1h02m'; 42 -> '42s'."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds % 60:02d}s"

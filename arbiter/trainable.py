@@ -9,6 +9,7 @@ Warnings the core logs (a corrupt checkpoint skipped, say) travel with the next 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -24,15 +25,34 @@ from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
 from arbiter.trials import trial_config
 
+# A long run is retried without limit: after a failure soon after an earlier start, wait first.
+BACKOFF_WINDOW_S = 600.0
+BACKOFF_FIRST_S = 5.0
+BACKOFF_MAX_S = 300.0
 
-def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> None:
-    """One trial: `base` (the template's run settings) with `overrides` (Tune's sample)."""
+
+def run_trial(
+    overrides: dict[str, Any],
+    base: dict[str, Any],
+    cpus: int,
+    milestones: str | None = None,
+    attempts: str | None = None,
+) -> None:
+    """One trial: `base` (the template's run settings) with `overrides` (Tune's sample).
+
+    `milestones`: a folder that keeps a copy of each milestone checkpoint (Tune prunes its own
+    copies to checkpoint.keep). `attempts`: a file of this run's start times, to back off when
+    it keeps failing (a long run is retried without limit).
+    """
+    if attempts is not None:
+        _back_off(Path(attempts))
     config = trial_config(base, overrides)  # InvalidTrial fails the trial with a clear line
     config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
     torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
     placement = {
         "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
         "node": ray.util.get_node_ip_address(),
+        "node_id": ray.get_runtime_context().get_node_id(),  # several nodes may share an IP
         "trial_start": time.time(),  # wall clock, to tell which trials ran at the same time
     }
 
@@ -45,6 +65,8 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> Non
             warnings.messages.clear()
         checkpoint = tune.Checkpoint.from_directory(saved) if saved else None
         tune.report(row, checkpoint=checkpoint)
+        if saved and milestones and config.checkpoint.is_milestone(metrics["step"]):
+            _keep(saved, Path(milestones) / tune.get_context().get_trial_id() / saved.name)
 
     scratch = Path(tempfile.mkdtemp(prefix=f"arbiter-{tune.get_context().get_trial_id()}-"))
     logging.getLogger("arbiter").addHandler(warnings)
@@ -60,6 +82,27 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], cpus: int) -> Non
     finally:
         logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _keep(checkpoint: Path, destination: Path) -> None:
+    """Copy a checkpoint folder to `destination`, whole or not at all (copy, then rename)."""
+    if destination.exists():
+        return  # a retry reached the same milestone again
+    partial = destination.with_name(f".partial-{destination.name}")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(checkpoint, partial)
+    partial.rename(destination)
+
+
+def _back_off(attempts: Path) -> None:
+    """Record this start; if the previous ones came in quick succession (a crash loop: an
+    out-of-memory at start, a bad node), wait 5 s, 10 s, 20 s ... up to 5 minutes first."""
+    now = time.time()
+    starts = json.loads(attempts.read_text()) if attempts.is_file() else []
+    recent = [t for t in starts if now - t < BACKOFF_WINDOW_S]
+    attempts.write_text(json.dumps([*recent, now]))
+    if recent:
+        time.sleep(min(BACKOFF_FIRST_S * 2 ** (len(recent) - 1), BACKOFF_MAX_S))
 
 
 class _Collected(logging.Handler):

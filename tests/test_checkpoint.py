@@ -113,6 +113,13 @@ def test_keep_prunes_oldest(tmp_path: Path) -> None:
     assert _steps(tmp_path) == ["step_00000400", "step_00000500"]
 
 
+def test_milestones_are_kept_beyond_keep(tmp_path: Path) -> None:
+    for step in range(100, 1001, 100):
+        save_checkpoint(tmp_path, step, {"step": step}, CONFIG, keep=2, milestone_interval=300)
+    # the newest two, and every multiple of 300 (which do not count towards keep)
+    assert _steps(tmp_path) == [f"step_{s:08d}" for s in (300, 600, 800, 900, 1000)]
+
+
 def test_invalid_checkpoints_do_not_count_towards_keep(tmp_path: Path) -> None:
     for step in (100, 200, 300):
         _save(tmp_path, step)

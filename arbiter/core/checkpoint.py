@@ -46,9 +46,16 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(
-    out_dir: Path, step: int, state: dict[str, Any], config: dict[str, Any], keep: int
+    out_dir: Path,
+    step: int,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    keep: int,
+    milestone_interval: int = 0,
 ) -> Path:
     """Write `state` as the checkpoint of `step` atomically, prune to `keep`; return its path.
+
+    Checkpoints at multiples of `milestone_interval` (when > 0) are never pruned.
 
     Raises RunFailed (one line) when the folder cannot be written (a full disk, say); earlier
     checkpoints survive.
@@ -110,7 +117,7 @@ def save_checkpoint(
             ) from exc
         raise
     shutil.rmtree(old, ignore_errors=True)
-    _prune(root, keep, final)
+    _prune(root, keep, final, milestone_interval)
     return final
 
 
@@ -243,13 +250,17 @@ def _tensor_bytes(value: Any) -> int:
     return 0
 
 
-def _prune(root: Path, keep: int, written: Path) -> None:
-    """Keep the newest `keep` valid checkpoints and `written`; delete older ones and temp dirs."""
+def _prune(root: Path, keep: int, written: Path, milestone_interval: int) -> None:
+    """Keep the newest `keep` valid checkpoints, `written` and the milestones; delete older ones
+    and temp dirs."""
     # One process writes a run's folder, and its own save is done: any temp dir is a crash's.
     for stale in root.glob(f"{_TMP_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
     valid = 0
     for path in _step_dirs(root):
+        step = int(path.name.removeprefix("step_"))
+        if milestone_interval and step % milestone_interval == 0:
+            continue  # kept for good, and not counted towards `keep`
         if valid >= keep and path != written:
             shutil.rmtree(path, ignore_errors=True)
             continue

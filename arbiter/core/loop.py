@@ -133,7 +133,8 @@ def train(
             if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
                 state = parts.state_dict(step, last_eval)
                 dumped = config.model_dump(mode="json")
-                saved = ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep)
+                saved = ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep,
+                                             config.checkpoint.milestone_interval)  # fmt: skip
             if log_step or saved:
                 metrics = {"step": step, **window.drain(), **last_eval, **clock.metrics(),
                            "lr": optimizer.param_groups[0]["lr"],

@@ -1,0 +1,178 @@
+"""A sweep on a two-node Ray cluster: trials spread over both nodes, and losing a node mid-sweep
+loses no trial.
+
+Both nodes run on this machine (two `ray start` processes, 2 logical GPUs each) and share its
+file system, as the nodes of a real cluster share a network file system for `--storage`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+from conftest import RAY, arbiter, run, status
+
+from arbiter.sweep import storage_warning
+
+GRID = """
+    [model]
+    dim = 32
+    n_layers = 1
+    n_heads = 2
+    [data]
+    modulus = 23
+    [training]
+    batch_size = 64
+    steps = {steps}
+    warmup_steps = 5
+    eval_interval = 50
+    [checkpoint]
+    interval = 50
+    [logging]
+    log_interval = 50
+    [sweep]
+    metric = "val/accuracy"
+    [sweep.space]
+    "training.seed" = {seeds}
+    "training.weight_decay" = [0.1, 1.0]
+"""
+
+
+def start_node(*flags: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # as the conftest cluster: token auth on
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--num-cpus=2", "--num-gpus=2", "--disable-usage-stats",
+         *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+    )  # fmt: skip
+
+
+def alive_nodes(address: str) -> int:
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    done = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    if done.returncode or "Active:" not in done.stdout:  # not up, or no report yet
+        return 0
+    active = done.stdout.split("Active:")[1].split("Pending:")[0]
+    return active.count("node_")
+
+
+def stop(node: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.killpg(node.pid, sig)
+        node.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def two_nodes():
+    """(address, the second node's process): a head and one worker node, 2 GPUs each."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, check=True,
+                   env={**os.environ, "RAY_AUTH_MODE": "token"})  # fmt: skip
+    head = start_node("--head", f"--port={port}", "--include-dashboard=false")
+    nodes = [head]
+    try:
+        deadline = time.monotonic() + 120
+        while alive_nodes(address) < 1:
+            assert head.poll() is None and time.monotonic() < deadline, "the head did not start"
+            time.sleep(1)
+        nodes.append(start_node(f"--address={address}"))
+        while alive_nodes(address) < 2:
+            assert nodes[1].poll() is None and time.monotonic() < deadline, "no second node"
+            time.sleep(1)
+        yield address, nodes[1]
+    finally:
+        for node in reversed(nodes):
+            stop(node)
+
+
+def rows(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            break  # being written
+    return found
+
+
+@pytest.mark.slow
+def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
+    address, _ = two_nodes
+    template = write("grid.toml", GRID.format(steps=300, seeds=[0, 1, 2, 3]))
+    done = run("sweep", "--template", template, "--gpus", 4, "--address", address,
+               "--storage", tmp_path, "--name", "spread")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = status("spread", tmp_path)["trials"]
+    assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
+    # every trial's results landed in the one storage folder
+    assert all(Path(t["path"]).parent == tmp_path / "spread" for t in trials)
+    assert all(rows(Path(t["path"]))[-1]["step"] == 300 for t in trials)
+    spans = [(t["last"]["trial_start"], t["last"]["trial_start"] + t["last"]["time_total_s"],
+              t["last"]["node_id"]) for t in trials]  # fmt: skip
+    assert len({node for *_, node in spans}) == 2
+    assert any(a0 < b1 and b0 < a1 and na != nb
+               for (a0, a1, na), (b0, b1, nb) in combinations(spans, 2))  # fmt: skip
+    # both nodes are on this machine: nothing to warn about the storage
+    assert "shared folder" not in done.stderr
+
+
+@pytest.mark.slow
+def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_path, write):
+    address, second = two_nodes
+    template = write("grid.toml", GRID.format(steps=2000, seeds=[0, 1]))
+    driver = subprocess.Popen(
+        arbiter("sweep", "--template", template, "--gpus", 4, "--address", address,
+                "--storage", tmp_path, "--name", "lost"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    experiment = tmp_path / "lost"
+    deadline = time.monotonic() + 240
+
+    def progress() -> dict[str, list[dict]]:
+        return {d.name: rows(d) for d in experiment.glob("run_trial_*")}
+
+    while True:  # until all four run, two of them on each node, past a checkpoint
+        seen = progress()
+        nodes = {r[-1]["node_id"] for r in seen.values() if r and r[-1]["step"] >= 200}
+        if len(seen) == 4 and len(nodes) == 2:
+            break
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, f"trials did not spread: {seen.keys()}"
+        time.sleep(0.5)
+    stop(second, signal.SIGKILL)  # the whole node: its raylet and its trial workers
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output
+
+    trials = status("lost", tmp_path)["trials"]
+    assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
+    for t in trials:
+        steps = [r["step"] for r in rows(Path(t["path"]))]
+        assert steps[-1] == 2000
+        assert steps.count(50) == 1, f"{t['id']} started again from step 0: {steps}"
+    survivors = {t["last"]["node_id"] for t in trials}
+    assert len(survivors) == 1, "every trial ended on the node that was left"
+
+
+def test_a_local_storage_folder_on_a_multi_machine_cluster_is_warned_about():
+    assert storage_warning(Path("/data"), "10.0.0.1", {"10.0.0.1"}) is None
+    warning = storage_warning(Path("/data"), "10.0.0.1", {"10.0.0.1", "10.0.0.2"})
+    assert warning is not None
+    assert "2 machines" in warning and "--storage /data" in warning and "shared" in warning
