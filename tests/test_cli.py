@@ -82,3 +82,18 @@ def test_python_dash_m_and_no_ray_import_for_validate(write):
     module = subprocess.run([sys.executable, "-m", "arbiter", "--version"], capture_output=True,
                             text=True)  # fmt: skip
     assert module.returncode == 0 and module.stdout.startswith("arbiter ")
+
+
+def test_train_runs_without_importing_ray_or_matplotlib(write, tmp_path):
+    """`arbiter train` is the single-run flow: it must start fast, without the sweep stack."""
+    config = write("run.toml", "[model]\ndim = 32\nn_layers = 1\nn_heads = 2\n"
+                   "[training]\nsteps = 5\nwarmup_steps = 0\nbatch_size = 16\n")  # fmt: skip
+    code = (
+        "import sys; from arbiter.cli import main; "
+        f"rc = main(['train', '--config', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}]); "
+        "assert rc == 0, rc; "
+        "assert 'ray' not in sys.modules and 'matplotlib' not in sys.modules, 'heavy import'"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "metrics.jsonl").is_file()
