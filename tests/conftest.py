@@ -1,5 +1,5 @@
-"""Shared test helpers: config files, the command line in-process and in a subprocess, and a
-session-wide Ray head with 4 logical GPUs for the tests that run real sweeps."""
+"""Shared test helpers: config files, a tiny run's TOML, the command line in-process and in a
+subprocess, and a session-wide Ray head with 4 logical GPUs for the tests that run real sweeps."""
 
 from __future__ import annotations
 
@@ -19,6 +19,44 @@ import pytest
 from arbiter.cli import main
 
 RAY = str(Path(sys.executable).parent / "ray")
+
+# A run that trains in seconds on a CPU: the 1-layer, 32-wide, 2-head model on a + b mod 23.
+TINY_RUN = """\
+[model]
+dim = 32
+n_layers = 1
+n_heads = 2
+[data]
+modulus = 23
+[training]
+batch_size = 64
+steps = {steps}
+warmup_steps = 5
+eval_interval = 50
+[checkpoint]
+interval = 50
+[logging]
+log_interval = 50
+"""
+
+
+def tiny_run(steps: int, tables: dict[str, str] | None = None) -> str:
+    """TINY_RUN's TOML text for `steps` steps, with `tables` ("sweep.space" -> its lines) added:
+    each table's lines go at its end (a new table where TINY_RUN has none), and a key given
+    there replaces TINY_RUN's line for it, e.g. tiny_run(100, {"checkpoint": "interval = 250"})."""
+    body: dict[str, list[str]] = {}
+    for line in TINY_RUN.format(steps=steps).splitlines():
+        if line.startswith("["):
+            body[table := line.strip("[]")] = []
+        else:
+            body[table].append(line)
+    for table, text in (tables or {}).items():
+        extra = [line.strip() for line in text.strip().splitlines()]
+        given = {line.split("=")[0].strip() for line in extra}
+        kept = [line for line in body.get(table, []) if line.split("=")[0].strip() not in given]
+        body[table] = kept + extra
+    return "".join(f"[{table}]\n" + "".join(f"{line}\n" for line in lines)
+                   for table, lines in body.items())  # fmt: skip
 
 
 @pytest.fixture

@@ -17,32 +17,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status
+from conftest import arbiter, run, status, tiny_run
 
 from arbiter.core.checkpoint import latest_checkpoint
+from arbiter.status import result_rows
 
 pytestmark = pytest.mark.slow
 
-ONE_TRIAL = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = {steps}
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    keep = 5
-    [logging]
-    log_interval = 50
-    [sweep]
-    metric = "val/accuracy"
-"""
+# tiny_run's tables for a sweep of one trial, keeping 5 checkpoints
+ONE_TRIAL = {"checkpoint": "keep = 5", "sweep": 'metric = "val/accuracy"'}
 # What a trial computes; timings, process ids and Tune's bookkeeping differ between runs.
 COMPUTED = ("step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "weight_norm",
             "grad_norm", "lr")  # fmt: skip
@@ -50,16 +33,8 @@ COMPUTED = ("step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", 
 
 def trial_rows(experiment: Path) -> list[dict]:
     """The result rows of the experiment's only trial, oldest first ([] before the first)."""
-    files = list(experiment.glob("*/result.json"))
-    if not files:
-        return []
-    rows = []
-    for line in files[0].read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # being written
-    return rows
+    found = next(experiment.glob("*/result.json"), None)
+    return result_rows(found.parent) if found else []
 
 
 def wait_for(condition, what: str, driver: subprocess.Popen, timeout: float = 240) -> None:
@@ -80,7 +55,7 @@ def computed(row: dict) -> dict:
 
 
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path, write):
-    template = write("one.toml", ONE_TRIAL.format(steps=3000))  # long enough to be cut
+    template = write("one.toml", tiny_run(3000, ONE_TRIAL))  # long enough to be cut
     sweep = ("sweep", "--template", template, "--gpus", 2, "--address", cluster,
              "--storage", tmp_path)  # fmt: skip
     driver = subprocess.Popen(arbiter(*sweep, "--name", "killed"), stdout=subprocess.PIPE,
@@ -106,7 +81,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path,
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path, write):
-    template = write("one.toml", ONE_TRIAL.format(steps=2000))
+    template = write("one.toml", tiny_run(2000, ONE_TRIAL))
     driver = subprocess.Popen(
         arbiter("sweep", "--template", template, "--gpus", 1, "--address", cluster,
                 "--storage", tmp_path, "--name", "torn"),
@@ -138,16 +113,12 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_p
 
 
 def test_a_nan_trial_errors_with_its_reason_and_the_others_finish(cluster, tmp_path, write):
-    template = write(
-        "nan.toml",
-        ONE_TRIAL.format(steps=200)
-        + """
-    max_failures = 0
-    [sweep.space]
-    "training.learning_rate" = [1e-3, 1e30]
-    "training.grad_clip" = [0.0]
-    """,
-    )
+    nan = {
+        **ONE_TRIAL,
+        "sweep": 'metric = "val/accuracy"\nmax_failures = 0',
+        "sweep.space": '"training.learning_rate" = [1e-3, 1e30]\n"training.grad_clip" = [0.0]',
+    }
+    template = write("nan.toml", tiny_run(200, nan))
     done = run("sweep", "--template", template, "--gpus", 2, "--address", cluster,
                "--storage", tmp_path, "--name", "nan")  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr  # some trials errored
@@ -199,7 +170,7 @@ def read_only(tmp_path):
 
 @pytest.mark.parametrize("command", ["sweep", "train"])
 def test_unwritable_storage_is_refused_before_anything_starts(read_only, command, write):
-    config = write("run.toml", ONE_TRIAL.format(steps=100))
+    config = write("run.toml", tiny_run(100, ONE_TRIAL))
     argv = {
         "sweep": ["sweep", "--template", str(config), "--gpus", "0",
                   "--storage", str(read_only / "experiments")],
@@ -214,7 +185,7 @@ def test_unwritable_storage_is_refused_before_anything_starts(read_only, command
 
 
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(small_disk, write):
-    config = write("run.toml", ONE_TRIAL.split("[sweep]")[0].format(steps=100_000))
+    config = write("run.toml", tiny_run(100_000, {"checkpoint": "keep = 5"}))
     out = small_disk / "run"
     done = subprocess.run([sys.executable, "-m", "arbiter", "train", "--config", str(config),
                            "--out", str(out), "--set", "checkpoint.keep=1000"],

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
 import pytest
-from conftest import run, status
+from conftest import run, status, tiny_run
 
 from arbiter.config import Config, GrokkingOptions
 from arbiter.grokking_scheduler import GrokkingScheduler
@@ -174,35 +174,22 @@ def test_sweep_builds_it_from_the_template_options():
 # examples) wobbles between 0.96 and 1.0 for long after: the threshold is 0.95 so that they stop
 # as grokked rather than for lack of progress. The learning rate 1e-6 learns nothing.
 STEPS, THRESHOLD, GRACE, WINDOW_STEPS = 2000, 0.95, 200, 200
-SWEEP = f"""
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    train_fraction = 0.8
-    [training]
-    batch_size = 64
-    steps = {STEPS}
-    warmup_steps = 5
-    weight_decay = 1.0
-    eval_interval = 50
-    [checkpoint]
-    interval = 500
-    [logging]
-    log_interval = 50
-    [sweep]
-    scheduler = "grokking"
-    [sweep.grokking]
-    threshold = {THRESHOLD}
-    patience = 2
-    fit_budget = {GRACE}
-    window = {WINDOW_STEPS}
-    [sweep.space]
-    "training.learning_rate" = [3e-3, 1e-6]
-    "training.seed" = [0, 1]
-"""
+SWEEP = tiny_run(
+    STEPS,
+    {
+        "data": "train_fraction = 0.8",
+        "training": "weight_decay = 1.0",
+        "checkpoint": "interval = 500",
+        "sweep": 'scheduler = "grokking"',
+        "sweep.grokking": f"""
+            threshold = {THRESHOLD}
+            patience = 2
+            fit_budget = {GRACE}
+            window = {WINDOW_STEPS}
+        """,
+        "sweep.space": '"training.learning_rate" = [3e-3, 1e-6]\n"training.seed" = [0, 1]',
+    },
+)
 
 
 @pytest.mark.slow

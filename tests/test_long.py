@@ -12,43 +12,23 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status
+from conftest import arbiter, run, status, tiny_run
 
-LONG = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = {steps}
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    keep = 2
-    milestone_interval = 500
-    [logging]
-    log_interval = 50
-    [sweep]
-    metric = "val/accuracy"
-    [sweep.space]
-    "training.weight_decay" = [0.1, 1.0]
-"""
+from arbiter.status import result_rows
+
+# tiny_run's tables: 2 checkpoints kept besides a milestone every 500 steps, and a swept key
+# that the long run ignores
+LONG = {
+    "checkpoint": "keep = 2\nmilestone_interval = 500",
+    "sweep": 'metric = "val/accuracy"',
+    "sweep.space": '"training.weight_decay" = [0.1, 1.0]',
+}
 
 
 def rows(experiment: Path) -> list[dict]:
     """The result rows of the long run's trial (every attempt's, in order), [] before any."""
-    found = []
-    for path in sorted(experiment.glob("*/result.json")):
-        for line in path.read_text().splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                break  # being written
-    return found
+    return [row for path in sorted(experiment.glob("*/result.json"))
+            for row in result_rows(path.parent)]  # fmt: skip
 
 
 def wait_until_step(experiment: Path, step: int, driver: subprocess.Popen) -> list[dict]:
@@ -69,7 +49,7 @@ def long_command(template: Path, cluster: str, storage: Path, *extra) -> list:
 def test_a_killed_worker_and_a_killed_driver_only_cost_steps_since_a_checkpoint(
     cluster, tmp_path, write
 ):
-    template = write("long.toml", LONG.format(steps=3000))
+    template = write("long.toml", tiny_run(3000, LONG))
     command = long_command(template, cluster, tmp_path)
     experiment = tmp_path / "run"
     driver = subprocess.Popen(arbiter(*command), stdout=subprocess.PIPE,
@@ -101,7 +81,7 @@ def test_a_killed_worker_and_a_killed_driver_only_cost_steps_since_a_checkpoint(
 
 @pytest.mark.slow
 def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, write):
-    template = write("long.toml", LONG.format(steps=2000))
+    template = write("long.toml", tiny_run(2000, LONG))
     command = long_command(template, cluster, tmp_path)
     experiment = tmp_path / "run"
     driver = subprocess.Popen(arbiter(*command), stdout=subprocess.PIPE,
@@ -125,7 +105,7 @@ def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, wri
 
 
 def test_a_long_run_refuses_a_name_that_holds_something_else(tmp_path, write):
-    template = write("long.toml", LONG.format(steps=100))
+    template = write("long.toml", tiny_run(100, LONG))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "arbiter.json").write_text(json.dumps(
         {"template": str(template), "sets": [], "template_hash": "0", "resolved": {},
@@ -136,6 +116,7 @@ def test_a_long_run_refuses_a_name_that_holds_something_else(tmp_path, write):
         done.stderr.strip()
         .splitlines()[-1]
         .endswith(
-            f"--name taken: {tmp_path / 'taken'} holds a sweep, not a long run; choose another --name"
+            f"--name taken: {tmp_path / 'taken'} holds a sweep, not a long run; "
+            "choose another --name"
         )
     )

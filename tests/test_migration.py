@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run, status
+from conftest import run, status, tiny_run
 
 from arbiter.cli import EXIT_USER_ERROR
 from arbiter.experiment import Record, new_experiment, read_record, template_hash
@@ -21,24 +21,8 @@ from arbiter.templates import packaged_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_BASE = "configs/sweep_templates/base_config.toml"
-# A CPU-sized run (the sizes of test_sweep.py's RUN): the base config of the legacy sweep.
-BASE = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = 150
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    [logging]
-    log_interval = 50
-"""
+# A CPU-sized run: the base config of the legacy sweep.
+BASE = tiny_run(150)
 # Random with one sample draws one trial; `--strategy grid` turns it into the 2-point grid.
 TEMPLATE = """
     [sweep]
@@ -214,7 +198,7 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
     path = new_experiment(tmp_path / "storage", "exp", record)
     (path / "tuner.pkl").write_bytes(b"")  # as if Tune had saved its state
     (path / "experiment_state-0.json").write_text("{}")
-    base.write_text(BASE.replace("steps = 150", "steps = 200"))
+    base.write_text(tiny_run(200))
     code, _, err = cli("resume", "exp", "--storage", tmp_path / "storage")
     assert code == EXIT_USER_ERROR
     assert one_error_line(err) == (

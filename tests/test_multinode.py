@@ -7,7 +7,6 @@ file system, as the nodes of a real cluster share a network file system for `--s
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -17,32 +16,16 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import RAY, arbiter, run, status
+from conftest import RAY, arbiter, run, status, tiny_run
 
+from arbiter.status import result_rows
 from arbiter.sweep import storage_warning
 
-GRID = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = {steps}
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    [logging]
-    log_interval = 50
-    [sweep]
-    metric = "val/accuracy"
-    [sweep.space]
-    "training.seed" = {seeds}
-    "training.weight_decay" = [0.1, 1.0]
-"""
+
+def grid(steps: int, seeds: list[int]) -> str:
+    """A sweep of tiny runs over `seeds` x 2 weight decays."""
+    space = f'"training.seed" = {seeds}\n"training.weight_decay" = [0.1, 1.0]'
+    return tiny_run(steps, {"sweep": 'metric = "val/accuracy"', "sweep.space": space})
 
 
 def start_node(*flags: str) -> subprocess.Popen:
@@ -100,23 +83,10 @@ def two_nodes():
             stop(node)
 
 
-def rows(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            break  # being written
-    return found
-
-
 @pytest.mark.slow
 def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
     address, _ = two_nodes
-    template = write("grid.toml", GRID.format(steps=300, seeds=[0, 1, 2, 3]))
+    template = write("grid.toml", grid(300, [0, 1, 2, 3]))
     done = run("sweep", "--template", template, "--gpus", 4, "--address", address,
                "--storage", tmp_path, "--name", "spread")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -124,7 +94,7 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     # every trial's results landed in the one storage folder
     assert all(Path(t["path"]).parent == tmp_path / "spread" for t in trials)
-    assert all(rows(Path(t["path"]))[-1]["step"] == 300 for t in trials)
+    assert all(result_rows(Path(t["path"]))[-1]["step"] == 300 for t in trials)
     spans = [(t["last"]["trial_start"], t["last"]["trial_start"] + t["last"]["time_total_s"],
               t["last"]["node_id"]) for t in trials]  # fmt: skip
     assert len({node for *_, node in spans}) == 2
@@ -137,7 +107,7 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
 @pytest.mark.slow
 def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_path, write):
     address, second = two_nodes
-    template = write("grid.toml", GRID.format(steps=2000, seeds=[0, 1]))
+    template = write("grid.toml", grid(2000, [0, 1]))
     driver = subprocess.Popen(
         arbiter("sweep", "--template", template, "--gpus", 4, "--address", address,
                 "--storage", tmp_path, "--name", "lost"),
@@ -147,7 +117,7 @@ def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_
     deadline = time.monotonic() + 240
 
     def progress() -> dict[str, list[dict]]:
-        return {d.name: rows(d) for d in experiment.glob("run_trial_*")}
+        return {d.name: result_rows(d) for d in experiment.glob("run_trial_*")}
 
     while True:  # until all four run, two of them on each node, past a checkpoint
         seen = progress()
@@ -164,7 +134,7 @@ def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_
     trials = status("lost", tmp_path)["trials"]
     assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
     for t in trials:
-        steps = [r["step"] for r in rows(Path(t["path"]))]
+        steps = [r["step"] for r in result_rows(Path(t["path"]))]
         assert steps[-1] == 2000
         assert steps.count(50) == 1, f"{t['id']} started again from step 0: {steps}"
     survivors = {t["last"]["node_id"] for t in trials}

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import run, tiny_run
 from matplotlib.image import imread
 
 from arbiter.core.grokking import measures_from_rows
@@ -233,30 +233,15 @@ def test_an_experiment_without_results_says_so_on_one_line(cli, tmp_path, write)
 
 # --- a real sweep --------------------------------------------------------------------------
 
-GRID = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = 500
-    learning_rate = 3e-3
-    lr_schedule = "constant"
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 250
-    [logging]
-    log_interval = 50
-    [sweep]
-    metric = "val/accuracy"
-    [sweep.space]
-    "training.weight_decay" = [0.1, 1.0]
-    "data.train_fraction" = [0.3, 0.9]
-"""
+GRID = tiny_run(
+    500,
+    {
+        "training": 'learning_rate = 3e-3\nlr_schedule = "constant"',
+        "checkpoint": "interval = 250",
+        "sweep": 'metric = "val/accuracy"',
+        "sweep.space": '"training.weight_decay" = [0.1, 1.0]\n"data.train_fraction" = [0.3, 0.9]',
+    },
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,30 +9,15 @@ import subprocess
 import time
 
 import pytest
-from conftest import arbiter, run
+from conftest import arbiter, run, tiny_run
 
 pytestmark = pytest.mark.slow
 
-SHORT = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = {steps}
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    [logging]
-    log_interval = 50
-    [sweep]
-    metric = "val/accuracy"
-    [sweep.space]
-    "training.seed" = [0, 1]
-"""
+
+def short(steps: int) -> str:
+    """A sweep of two tiny runs (seeds 0 and 1) with Arbiter's default warmup, as always here."""
+    tables = {"sweep": 'metric = "val/accuracy"', "sweep.space": '"training.seed" = [0, 1]'}
+    return tiny_run(steps, tables).replace("warmup_steps = 5\n", "")
 
 
 def outward_address() -> str:
@@ -53,7 +38,7 @@ def answers(host: str, port: int) -> bool:
 def test_the_dashboard_listens_on_loopback_only(tmp_path, write):
     outside = outward_address()
     assert not outside.startswith("127."), "this check needs a non-loopback interface"
-    template = write("t.toml", SHORT.format(steps=3000))
+    template = write("t.toml", short(3000))
     sweep = subprocess.Popen(
         arbiter("sweep", "--template", template, "--gpus", 0, "--storage", tmp_path,
                 "--name", "dash"),
@@ -78,7 +63,7 @@ def test_the_dashboard_listens_on_loopback_only(tmp_path, write):
 
 
 def test_resume_refuses_a_changed_template_and_touches_nothing(cluster, tmp_path, write):
-    template = write("t.toml", SHORT.format(steps=100))
+    template = write("t.toml", short(100))
     done = run("sweep", "--template", template, "--gpus", 2, "--address", cluster,
                "--storage", tmp_path, "--name", "fixed")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

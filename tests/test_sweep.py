@@ -15,51 +15,27 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status
+from conftest import arbiter, run, status, tiny_run
+
+from arbiter.status import result_rows
 
 pytestmark = pytest.mark.slow
 
-RUN = """
-    [model]
-    dim = 32
-    n_layers = 1
-    n_heads = 2
-    [data]
-    modulus = 23
-    [training]
-    batch_size = 64
-    steps = {steps}
-    warmup_steps = 5
-    eval_interval = 50
-    [checkpoint]
-    interval = 50
-    [logging]
-    log_interval = 50
-"""
-GRID_8 = (
-    RUN
-    + """
-    [sweep]
-    metric = "val/accuracy"
-    [sweep.space]
-    "training.seed" = [0, 1, 2, 3]
-    "training.weight_decay" = [0.1, 1.0]
-"""
-)
-
-
-def tune_rows(trial_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+# tiny_run's tables for a grid of 8 trials: 4 seeds x 2 weight decays
+GRID_8 = {
+    "sweep": 'metric = "val/accuracy"',
+    "sweep.space": '"training.seed" = [0, 1, 2, 3]\n"training.weight_decay" = [0.1, 1.0]',
+}
 
 
 def trial_dirs(experiment: Path) -> dict[str, Path]:
     """trial id -> trial folder, read from each folder's own files."""
-    return {tune_rows(d)[0]["trial_id"]: d for d in experiment.iterdir()
+    return {result_rows(d)[0]["trial_id"]: d for d in experiment.iterdir()
             if (d / "result.json").is_file()}  # fmt: skip
 
 
 def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
-    template = write("grid.toml", GRID_8.format(steps=200))
+    template = write("grid.toml", tiny_run(200, GRID_8))
     done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
                "--storage", tmp_path, "--name", "grid")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -83,7 +59,7 @@ def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
     # status agrees with Tune's own files in each trial folder
     folders = trial_dirs(tmp_path / "grid")
     for t in trials:
-        rows = tune_rows(folders[t["id"]])
+        rows = result_rows(folders[t["id"]])
         assert t["last"]["step"] == rows[-1]["step"] == 200
         params = json.loads((folders[t["id"]] / "params.json").read_text())
         assert params == t["config"]
@@ -93,7 +69,7 @@ def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
 
 
 def test_gpus_zero_on_embedded_local_ray(tmp_path, write):
-    template = write("grid.toml", GRID_8.format(steps=100))
+    template = write("grid.toml", tiny_run(100, GRID_8))
     done = run("sweep", "--template", template, "--gpus", 0, "--storage", tmp_path,
                "--name", "cpu")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -103,7 +79,7 @@ def test_gpus_zero_on_embedded_local_ray(tmp_path, write):
 
 
 def test_existing_name_is_refused_and_untouched(cluster, tmp_path, write):
-    template = write("grid.toml", GRID_8.format(steps=100))
+    template = write("grid.toml", tiny_run(100, GRID_8))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     done = run("sweep", "--template", template, "--address", cluster, "--storage", tmp_path,
@@ -113,7 +89,7 @@ def test_existing_name_is_refused_and_untouched(cluster, tmp_path, write):
 
 
 def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
-    template = write("grid.toml", GRID_8.format(steps=100))
+    template = write("grid.toml", tiny_run(100, GRID_8))
     done = run("sweep", "--template", template, "--gpus", 5, "--address", cluster,
                "--storage", tmp_path, "--name", "big")  # fmt: skip
     assert done.returncode == 2 and "has 4 GPU(s)" in done.stderr
@@ -123,7 +99,7 @@ def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write, sig):
     steps = 1500
-    template = write("long.toml", GRID_8.format(steps=steps))
+    template = write("long.toml", tiny_run(steps, GRID_8))
     driver = subprocess.Popen(
         arbiter("sweep", "--template", template, "--gpus", 2, "--address", cluster,
                 "--storage", tmp_path, "--name", "cut"),
@@ -148,7 +124,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     output, _ = driver.communicate(timeout=120)
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "arbiter resume cut" in output, output
-    before = {tid: tune_rows(d) for tid, d in trial_dirs(experiment).items()}
+    before = {tid: result_rows(d) for tid, d in trial_dirs(experiment).items()}
     finished_before = {tid for tid, rows in before.items() if rows[-1]["step"] == steps}
     assert finished_before
 
@@ -158,7 +134,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     # the trials' folders as Tune recorded them: a trial that the killed driver had started
     # but not yet saved in its state is begun again in a new folder (the old one is left over)
-    after = {t["id"]: tune_rows(Path(t["path"])) for t in trials}
+    after = {t["id"]: result_rows(Path(t["path"])) for t in trials}
     for tid, rows in after.items():
         assert rows[-1]["step"] == steps
         logged = [r["step"] for r in rows]
@@ -170,12 +146,8 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
 
 
 def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
-    template = write(
-        "asha.toml",
-        GRID_8.format(steps=400).replace(
-            '"training.weight_decay" = [0.1, 1.0]', '"training.learning_rate" = [1e-5, 3e-3]'
-        ),
-    )
+    space = '"training.seed" = [0, 1, 2, 3]\n"training.learning_rate" = [1e-5, 3e-3]'
+    template = write("asha.toml", tiny_run(400, GRID_8 | {"sweep.space": space}))
     done = run(
         "sweep",
         "--template",
@@ -201,28 +173,19 @@ def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
 
 
 def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
-    template = write(
-        "pbt.toml",
-        RUN.format(steps=300)
-        + """
-        [sweep]
-        scheduler = "pbt"
-        num_samples = 4
-        strategy = "random"
-        [sweep.pbt]
-        perturbation_interval = 100
-        quantile_fraction = 0.5
-        [sweep.space]
-        "training.learning_rate" = [1e-5, 1e-4, 1e-3, 3e-3]
-    """,
-    )
+    pbt = {
+        "sweep": 'scheduler = "pbt"\nnum_samples = 4\nstrategy = "random"',
+        "sweep.pbt": "perturbation_interval = 100\nquantile_fraction = 0.5",
+        "sweep.space": '"training.learning_rate" = [1e-5, 1e-4, 1e-3, 3e-3]',
+    }
+    template = write("pbt.toml", tiny_run(300, pbt))
     done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
                "--storage", tmp_path, "--name", "pbt")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     experiment = tmp_path / "pbt"
     exploits = (experiment / "pbt_global.txt").read_text().splitlines()
     assert exploits, "PBT never exploited"
-    for rows in map(tune_rows, trial_dirs(experiment).values()):
+    for rows in map(result_rows, trial_dirs(experiment).values()):
         steps = [r["step"] for r in rows]
         assert steps[-1] == 300
         # an exploited trial goes on from the step of the checkpoint it took, never from 0
