@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 def short(steps: int) -> str:
-    """A sweep of two tiny runs (seeds 0 and 1) with Arbiter's default warmup, as always here."""
+    """A sweep of two tiny runs (seeds 0 and 1)."""
     tables = {"sweep": 'metric = "val/accuracy"', "sweep.space": '"training.seed" = [0, 1]'}
-    return tiny_run(steps, tables).replace("warmup_steps = 5\n", "")
+    return tiny_run(steps, tables)
 
 
 def outward_address() -> str:
