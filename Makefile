@@ -37,6 +37,8 @@ bench: install
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/grokfast.py
 	$(BIN)/python benchmarks/grokking_scheduler.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

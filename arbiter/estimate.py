@@ -71,20 +71,38 @@ def training_memory_bytes(config: Config) -> int:
 def activation_bytes(config: Config) -> int:
     """Activations the blocks keep for the backward pass of one micro-batch.
 
-    The residual stream is fp32 (saved at each norm's input); matmul outputs are in the compute
-    dtype (2 bytes for bf16/fp16 and for `auto`, which picks one of them on a GPU; 4 for fp32).
+    Per token and block, what the forward pass saves: the fp32 residual stream at both norms'
+    inputs with their fp32 1/rms; in the compute dtype (2 bytes for bf16/fp16 and for `auto`,
+    which picks one of them on a GPU; 4 for fp32) the norms' outputs as the matmuls read them (one
+    tensor in fp32; under autocast each matmul casts its own copy: qkv, and w1 and w3 of SwiGLU),
+    the qkv output (v is a view of it), q and k after the rotary embedding (new tensors), the
+    attention output, and the MLP's hidden activations: w1 and w3 outputs, silu(w1) and their
+    product for SwiGLU, w1's output and its GELU for GELU; and the attention kernel's fp32
+    log-sum-exp per head. Under autocast, each matmul weight's 16-bit copy is saved too.
     Gradient checkpointing keeps only each block's input, plus one block being recomputed.
+
+    Measured exactly by `benchmarks/memory.py` on the CPU, where two more tensors per block are
+    saved that CUDA kernels do not keep: each RMSNorm's fp32 normalized input (the CPU runs the
+    composite RMSNorm; CUDA's fused kernel keeps only the input and 1/rms) and a copy of the
+    attention output with its heads merged (CUDA's SDPA and flash kernels return that layout).
     """
     m, t = config.model, config.training
-    d, act = m.dim, _compute_bytes(config)
+    d, hidden, act = m.dim, m.hidden_dim(), _compute_bytes(config)
+    gated = m.mlp == "swiglu"
+    autocast = act < 4
     tokens = t.batch_size * config.seq_len()
     residual = 4 * d
-    attention = 2 * residual + act * (d + 3 * d + d)  # norm outputs, q k v, attention output
-    mlp_inner = (3 if m.mlp == "swiglu" else 2) * m.hidden_dim()  # w1, w3 outputs, product
-    per_block = attention + act * (d + mlp_inner)
+    norms = 2 * (residual + 4)  # each norm's input (the residual stream) and its 1/rms
+    # qkv's input, qkv output, rotated q and k, attention output; fp32 log-sum-exp per head
+    attention = act * d * (1 + 3 + 2 + 1) + 4 * m.n_heads
+    mlp_inputs = 2 if gated and autocast else 1
+    mlp = act * (mlp_inputs * d + (4 if gated else 2) * hidden)
+    weights = 4 * d * d + (3 if gated else 2) * d * hidden  # the block's matmul weights
+    per_block = tokens * (norms + attention + mlp) + (2 * weights if autocast else 0)
     if t.gradient_checkpointing:
-        return tokens * (m.n_layers * residual + per_block)
-    return tokens * m.n_layers * per_block
+        # every block's input; in the backward pass one block is recomputed beside them
+        return tokens * (m.n_layers - 1) * residual + per_block
+    return m.n_layers * per_block
 
 
 def _compute_bytes(config: Config) -> int:

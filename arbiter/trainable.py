@@ -59,7 +59,7 @@ def run_trial(
     warnings = _Collected(logging.WARNING)
 
     def report(metrics: dict[str, Any], saved: Path | None) -> None:
-        row = {**metrics, **placement}
+        row = {**metrics, **placement, "wall_time": time.time()}  # wall clock of this report
         if warnings.messages:
             row["warning"] = "; ".join(warnings.messages)
             warnings.messages.clear()

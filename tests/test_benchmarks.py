@@ -58,3 +58,38 @@ def test_grokfast_smoke_test_runs_both_ways() -> None:
     # 100 steps: too few to fit or grok, so every measure reads as beyond the budget
     rows = table_rows(run_smoke_test("grokfast.py"))
     assert rows == [["1.0", "0", "> 100", "> 100", "> 100", "> 100", "-"]]
+
+
+def number(cell: str) -> float:
+    """A table cell as a number: '1,234.5' -> 1234.5; '6.0 + 512.0' (estimate + floor) -> 6.0."""
+    return float(cell.split(" + ")[0].replace(",", ""))
+
+
+@pytest.mark.slow
+def test_memory_smoke_test_measures_less_activation_memory_with_checkpointing() -> None:
+    rows = table_rows(run_smoke_test("memory.py"))
+    memory = [row for row in rows if len(row) == 10]  # the memory table
+    speed = [row for row in rows if len(row) == 7]  # the time and RSS table
+    assert [row[1] for row in memory] == ["off", "on"]
+    assert [row[1] for row in speed] == ["off", "on"]
+    for row in memory:
+        assert all(number(cell) > 0 for cell in row[2:]), row  # MiB and ratios
+    off, on = memory
+    assert number(on[2]) < number(off[2])  # saved activations, peak
+    assert number(on[3]) < number(off[3])  # of which blocks
+    assert number(on[6]) == number(off[6])  # params + grads + AdamW do not change
+    for row in speed:
+        assert number(row[2]) > 0 and number(row[5]) > 0, row  # s/step, peak RSS growth
+
+
+@pytest.mark.slow
+def test_startup_smoke_test_times_sweep_and_resume_to_their_first_step() -> None:
+    rows = table_rows(run_smoke_test("startup.py"))
+    assert [row[0] for row in rows] == ["`arbiter sweep`", "`arbiter resume`"]
+    for row in rows:
+        phases = [number(cell) for cell in row[1:5] if cell != "-"]
+        total = number(row[5])
+        assert total > 0 and all(phase >= 0 for phase in phases), row
+        assert sum(phases) == pytest.approx(total, abs=0.05)  # one round: the phases add up
+    sweep_step, resume_step = (int(row[7].split()[-1]) for row in rows)
+    assert sweep_step == 1 and resume_step > 1  # resumed after a checkpoint, not from scratch
