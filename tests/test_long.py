@@ -81,7 +81,8 @@ def test_a_killed_worker_and_a_killed_driver_only_cost_steps_since_a_checkpoint(
 
 @pytest.mark.slow
 def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, write):
-    template = write("long.toml", tiny_run(2000, LONG))
+    # far more steps than any machine trains within the budgets below
+    template = write("long.toml", tiny_run(1_000_000, LONG))
     command = long_command(template, cluster, tmp_path)
     experiment = tmp_path / "run"
     driver = subprocess.Popen(arbiter(*command), stdout=subprocess.PIPE,
@@ -92,16 +93,15 @@ def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, wri
     assert driver.returncode == 130, output
     assert "interrupted; continue with `arbiter long --template long.toml --name run" in output
 
-    budget = run(*command, "--hours", 0.004, timeout=300)  # about 15 s, then stop
-    assert budget.returncode == 75, budget.stdout + budget.stderr
-    assert "time budget spent; continue with" in budget.stdout
-    stopped_at = rows(experiment)[-1]["step"]
-    assert 300 < stopped_at < 2000
-
-    done = run(*command, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    reached = []
+    for _ in range(2):  # each session: about 15 s of training, then a resumable stop
+        budget = run(*command, "--hours", 0.004, timeout=300)
+        assert budget.returncode == 75, budget.stdout + budget.stderr
+        assert "time budget spent; continue with" in budget.stdout
+        reached.append(rows(experiment)[-1]["step"])
+    assert 300 < reached[0] < reached[1]  # each session went on from where the last stopped
     steps = [r["step"] for r in rows(experiment)]
-    assert steps[-1] == 2000 and steps.count(50) == 1, steps
+    assert steps.count(50) == 1, steps  # never from step 0
 
 
 def test_a_long_run_refuses_a_name_that_holds_something_else(tmp_path, write):

@@ -29,9 +29,9 @@ GRID_8 = {
 
 
 def trial_dirs(experiment: Path) -> dict[str, Path]:
-    """trial id -> trial folder, read from each folder's own files."""
-    return {result_rows(d)[0]["trial_id"]: d for d in experiment.iterdir()
-            if (d / "result.json").is_file()}  # fmt: skip
+    """trial id -> trial folder, read from each folder's own files (of trials that reported)."""
+    return {rows[0]["trial_id"]: d for d in experiment.iterdir()
+            if d.is_dir() and (rows := result_rows(d))}  # fmt: skip
 
 
 def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
@@ -142,7 +142,12 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
             assert logged.count(logged[0]) == 1, f"{tid} restarted from step 0: {logged}"
     if sig == signal.SIGINT:  # finished trials are not run again after a clean interrupt
         for tid in finished_before:
-            assert after[tid] == before[tid]
+            # A trial whose last report came just before the Ctrl-C may not be marked finished
+            # in Tune's state: it restarts at its final checkpoint and re-reports that state
+            # once, training no step again.
+            assert after[tid][: len(before[tid])] == before[tid]
+            assert all(r["step"] == steps for r in after[tid][len(before[tid]) :]), tid
+            assert len(after[tid]) <= len(before[tid]) + 1, tid
 
 
 def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
