@@ -55,7 +55,7 @@ def computed(row: dict) -> dict:
 
 
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path, write):
-    template = write("one.toml", tiny_run(3000, ONE_TRIAL))  # long enough to be cut
+    template = write("one.toml", tiny_run(1500, ONE_TRIAL))  # long enough to be cut
     sweep = ("sweep", "--template", template, "--gpus", 2, "--address", cluster,
              "--storage", tmp_path)  # fmt: skip
     driver = subprocess.Popen(arbiter(*sweep, "--name", "killed"), stdout=subprocess.PIPE,

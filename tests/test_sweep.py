@@ -194,7 +194,8 @@ def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
         steps = [r["step"] for r in rows]
         assert steps[-1] == 300
         # an exploited trial goes on from the step of the checkpoint it took, never from 0
-        assert steps.count(50) == 1, steps
+        # (Tune may carry on an exploiting trial in a new folder: its rows start there)
+        assert 50 not in steps[1:], steps
 
 
 def test_quickstart_from_the_readme(tmp_path):
