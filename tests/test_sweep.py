@@ -28,6 +28,14 @@ GRID_8 = {
 }
 
 
+def saved_step(meta: Path) -> int:
+    """The step of a checkpoint's meta.json; -1 while Tune is still copying it into place."""
+    try:
+        return json.loads(meta.read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
 def trial_dirs(experiment: Path) -> dict[str, Path]:
     """trial id -> trial folder, read from each folder's own files (of trials that reported)."""
     return {rows[0]["trial_id"]: d for d in experiment.iterdir()
@@ -108,8 +116,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     experiment = tmp_path / "cut"
     deadline = time.monotonic() + 240
     while True:  # until two trials finished and two more are past a checkpoint
-        steps_saved = [json.loads(m.read_text())["step"]
-                       for m in experiment.glob("*/checkpoint_*/meta.json")]  # fmt: skip
+        steps_saved = [saved_step(m) for m in experiment.glob("*/checkpoint_*/meta.json")]
         if steps_saved.count(steps) >= 2 and sum(0 < s < steps for s in steps_saved) >= 2:
             break
         assert driver.poll() is None, driver.stdout.read()
