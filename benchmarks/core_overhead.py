@@ -163,7 +163,7 @@ def plain_loop(config: Config, task: Task) -> torch.nn.Module:
     )
     for _ in range(t.steps):
         x, y = task.train_batch()
-        logits = model(x)
+        logits = model(x, last_only=task.answer_only)  # as the core: the answer's logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)

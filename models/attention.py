@@ -61,9 +61,16 @@ def choose_kernel(device: torch.device, dtype: torch.dtype, want_flash: bool) ->
 def causal_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str, dropout_p: float = 0.0
 ) -> torch.Tensor:
-    """Causal attention of q, k, v (B, H, T, D) with the named kernel; returns (B, H, T, D)."""
+    """Causal attention of q, k, v (B, H, T, D) with the named kernel; returns (B, H, T, D).
+
+    q may hold only the last position (B, H, 1, D): it sees every key, so no mask applies (the
+    kernels disagree on how a causal mask aligns when q is shorter than k).
+    """
+    causal = q.size(-2) > 1
+    if causal and q.size(-2) != k.size(-2):
+        raise ValueError(f"q has {q.size(-2)} positions, k {k.size(-2)}: expected equal, or q 1")
     if kernel == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
     if kernel == "flash":
         flash_attn_func = _flash_attn_func()
         if flash_attn_func is None:
@@ -74,7 +81,7 @@ def causal_attention(
             k.transpose(1, 2),
             v.transpose(1, 2),
             dropout_p=dropout_p,
-            causal=True,
+            causal=causal,
         )
         return y.transpose(1, 2)
     if kernel == "manual":
@@ -82,8 +89,10 @@ def causal_attention(
         # autocast would quietly run the matmuls in half precision; the reference must not
         with torch.autocast(device_type=q.device.type, enabled=False):
             att = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, T, T)
-            future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
-            att = att.masked_fill(future, float("-inf")).softmax(dim=-1)
+            if causal:
+                future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
+                att = att.masked_fill(future, float("-inf"))
+            att = att.softmax(dim=-1)
             if dropout_p > 0.0:
                 att = F.dropout(att, p=dropout_p)
             y = att @ v.float()

@@ -168,6 +168,33 @@ def test_gradient_checkpointing_gives_same_loss_and_grads():
         torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernel", ["sdpa", "manual"])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
+def test_last_only_gives_the_last_position_and_its_gradients(kernel, checkpointing):
+    full, last = make().train(), make().train()
+    for model in (full, last):
+        model.force_kernel, model.gradient_checkpointing = kernel, checkpointing
+    idx, target = tokens(B=5), torch.arange(5)
+    logits_full = full(idx)[:, -1:]
+    logits_last = last(idx, last_only=True)
+    assert logits_last.shape == (5, 1, TINY.vocab_size)
+    torch.testing.assert_close(logits_last, logits_full, rtol=1e-5, atol=1e-6)
+    F.cross_entropy(logits_full[:, 0], target).backward()
+    F.cross_entropy(logits_last[:, 0], target).backward()
+    for (name, a), b in zip(full.named_parameters(), last.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_single_query_sees_every_key():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8) for _ in range(3))
+    for kernel in ("sdpa", "manual"):
+        last = causal_attention(q[:, :, -1:], k, v, kernel)
+        torch.testing.assert_close(last, causal_attention(q, k, v, "manual")[:, :, -1:])
+    with pytest.raises(ValueError, match="positions"):
+        causal_attention(q[:, :, -2:], k, v, "sdpa")  # a causal mask would be misaligned
+
+
 def test_same_seed_same_weights_different_seed_different():
     a, b, c = make(seed=7).state_dict(), make(seed=7).state_dict(), make(seed=8).state_dict()
     for name in a:
@@ -210,6 +237,13 @@ def test_flash_matches_sdpa_in_bf16():
     torch.testing.assert_close(
         causal_attention(q, k, v, "flash"),
         causal_attention(q, k, v, "sdpa"),
+        rtol=2e-2,
+        atol=2e-2,
+    )
+    last = q[:, :, -1:]  # the last position alone (`last_only`): no mask
+    torch.testing.assert_close(
+        causal_attention(last, k, v, "flash"),
+        causal_attention(last, k, v, "sdpa"),
         rtol=2e-2,
         atol=2e-2,
     )

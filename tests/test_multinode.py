@@ -57,9 +57,10 @@ def stop(node: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         os.killpg(node.pid, signal.SIGKILL)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
-    """(address, the second node's process): a head and one worker node, 2 GPUs each."""
+    """(address, the second node's process): a head and one worker node, 2 GPUs each. Shared by
+    the module's tests (starting it takes ~25 s); the test that kills the second node is last."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

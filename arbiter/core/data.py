@@ -48,10 +48,14 @@ class Task(ABC):
 
     vocab_size: int
     seq_len: int
+    # True: only the last position is scored and y is (B, 1), so the model computes the last
+    # position's output alone (its final block does a quarter of the work on [a, op, b, =]).
+    answer_only: bool = False
 
     @abstractmethod
     def train_batch(self) -> Batch:
-        """The next training batch (x, y); y is IGNORE_INDEX where nothing is scored."""
+        """The next training batch (x, y): y is (B, T), IGNORE_INDEX where nothing is scored,
+        or (B, 1), the last position's target, when `answer_only`."""
 
     @abstractmethod
     def eval_splits(self) -> dict[str, Iterable[Batch]]:
@@ -97,6 +101,8 @@ def modular_table(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor, t
 class ModularTask(Task):
     """All pairs of `a op b mod p` as [a, op, b, =] -> c, split once by the seed."""
 
+    answer_only = True
+
     def __init__(self, config: Config) -> None:
         data, p, seed = config.data, config.data.modulus, config.training.seed
         self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
@@ -104,8 +110,7 @@ class ModularTask(Task):
         a, b, c = modular_table(data.operation, p)
         op_token, eq_token = torch.full_like(a, p), torch.full_like(a, p + 1)
         self.x = torch.stack([a, op_token, b, eq_token], dim=1)
-        self.y = torch.full_like(self.x, IGNORE_INDEX)
-        self.y[:, -1] = c  # the answer is predicted from the "=" token
+        self.y = c.unsqueeze(1)  # the answer, predicted from the "=" token
 
         n = len(a)
         n_train = round(data.train_fraction * n)

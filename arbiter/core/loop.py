@@ -103,7 +103,7 @@ def train(
             for _ in range(t.gradient_accumulation):
                 x, y = (b.to(precision.device, non_blocking=True) for b in task.train_batch())
                 with precision.autocast():
-                    logits = forward(x)
+                    logits = forward(x, last_only=task.answer_only)
                 loss = _loss(logits, y)  # fp32, whatever the compute precision
                 scaler.scale(loss / t.gradient_accumulation).backward()
                 window.add(loss.detach(), step)
@@ -166,7 +166,7 @@ def evaluate(forward: Callable, task: Task, precision: Precision) -> dict[str, f
         for x, y in batches:
             x, y = x.to(precision.device), y.to(precision.device)
             with precision.autocast():
-                logits = forward(x)
+                logits = forward(x, last_only=task.answer_only)
             scored = y != IGNORE_INDEX
             loss_sum += _loss(logits, y, reduction="sum")
             correct += (logits.argmax(-1)[scored] == y[scored]).sum()
