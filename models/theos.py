@@ -4,7 +4,9 @@ Theos: the decoder-only transformer that the sweeps train.
 The whole network is in this file: config, rotary position embeddings, attention, MLP,
 block and model. It is a GPT with the now-usual modernisations: pre-norm RMSNorm, rotary
 position embeddings instead of a learned position table, a SwiGLU (or GELU) MLP, and no
-biases. Attention kernels live in attention.py.
+biases. The grokking literature's original model (Nanda et al. 2023: no norms, learned
+positions, ReLU MLP) is the same network with `norm="none"`, `positions="learned"`,
+`mlp="relu"`. Attention kernels live in attention.py.
 
 Shape names: B batch, T time (sequence length), C channels (dim), H heads,
 D head dim (C // H), V vocabulary size.
@@ -30,17 +32,23 @@ class TheosConfig:
     dim: int
     n_layers: int
     n_heads: int
-    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    mlp: str = "swiglu"  # "swiglu" | "gelu" | "relu"
     mlp_dim: int = 0  # hidden width of the MLP; 0 -> default, see hidden_dim()
     tie_embeddings: bool = False
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    norm: str = "rmsnorm"  # "rmsnorm" | "none" (no normalisation layers at all)
+    positions: str = "rope"  # "rope" | "learned" (a position table added to the embedding)
     dropout: float = 0.0
     flash_attention: bool = False  # allow flash-attn when it is usable
 
     def __post_init__(self) -> None:
-        if self.mlp not in ("swiglu", "gelu"):
-            raise ValueError(f"mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
+        if self.mlp not in ("swiglu", "gelu", "relu"):
+            raise ValueError(f"mlp must be 'swiglu', 'gelu' or 'relu', got {self.mlp!r}")
+        if self.norm not in ("rmsnorm", "none"):
+            raise ValueError(f"norm must be 'rmsnorm' or 'none', got {self.norm!r}")
+        if self.positions not in ("rope", "learned"):
+            raise ValueError(f"positions must be 'rope' or 'learned', got {self.positions!r}")
         if self.dim % self.n_heads != 0:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if (self.dim // self.n_heads) % 2 != 0:
@@ -49,7 +57,7 @@ class TheosConfig:
     def hidden_dim(self) -> int:
         if self.mlp_dim > 0:
             return self.mlp_dim
-        if self.mlp == "gelu":
+        if self.mlp != "swiglu":
             return 4 * self.dim
         # SwiGLU has three matrices instead of two, so 2/3 of 4*dim keeps the GELU MLP's
         # parameter count; a multiple of 64 keeps the matmuls friendly to tensor cores.
@@ -86,8 +94,8 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
         kernel: str,
         last_only: bool = False,
     ) -> torch.Tensor:
@@ -96,7 +104,8 @@ class CausalSelfAttention(nn.Module):
         H = self.n_heads
         # (B, T, 3C) -> (3, B, H, T, D): heads become a batch dimension for the kernel
         q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if last_only:
             q = q[:, :, -1:]
         y = causal_attention(q, k, v, kernel, self.dropout if self.training else 0.0)
@@ -112,26 +121,34 @@ class MLP(nn.Module):
         self.w1 = nn.Linear(config.dim, hidden, bias=False)
         self.w3 = nn.Linear(config.dim, hidden, bias=False) if self.gated else None
         self.w2 = nn.Linear(hidden, config.dim, bias=False)
+        self.activation = F.relu if config.mlp == "relu" else F.gelu
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.w1(x)) * self.w3(x) if self.gated else F.gelu(self.w1(x))
+        h = F.silu(self.w1(x)) * self.w3(x) if self.gated else self.activation(self.w1(x))
         return self.drop(self.w2(h))
+
+
+def make_norm(config: TheosConfig) -> nn.Module:
+    """A pre-norm layer, or the identity for `norm="none"`."""
+    if config.norm == "none":
+        return nn.Identity()
+    return nn.RMSNorm(config.dim, eps=config.norm_eps)
 
 
 class Block(nn.Module):
     def __init__(self, config: TheosConfig):
         super().__init__()
-        self.norm1 = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.norm1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.norm2 = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
         kernel: str,
         last_only: bool = False,
     ) -> torch.Tensor:
@@ -148,14 +165,18 @@ class Theos(nn.Module):
         self.tok_emb = nn.Embedding(config.vocab_size, config.dim)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = nn.RMSNorm(config.dim, eps=config.norm_eps)
+        self.norm = make_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
-        # Not persistent: they are a function of the config, so checkpoints need not carry them.
-        cos, sin = rope_tables(config.seq_len, config.dim // config.n_heads, config.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.pos_emb = None
+        if config.positions == "learned":
+            self.pos_emb = nn.Embedding(config.seq_len, config.dim)
+        else:
+            # Not persistent: a function of the config, so checkpoints need not carry them.
+            cos, sin = rope_tables(config.seq_len, config.dim // config.n_heads, config.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
 
         self.gradient_checkpointing = False
         self.force_kernel: str | None = None  # "sdpa" | "flash" | "manual" overrides the choice
@@ -209,9 +230,14 @@ class Theos(nn.Module):
         # Decided per call (it is cheap) so that .to(device) and autocast are honoured.
         kernel = self._pick_kernel(w.device)
         self._last_kernel = ((w.device, w.dtype), kernel)
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        cos = sin = None  # learned positions: q and k are not rotated
+        if self.pos_emb is None:
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
 
-        x = self.drop(self.tok_emb(idx))  # (B, T, C)
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb.weight[:T]
+        x = self.drop(x)
         last_block = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             args = (x, cos, sin, kernel, last_only and i == last_block)

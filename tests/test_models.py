@@ -35,8 +35,14 @@ def test_forward_shape_and_dtype():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(dim=30, n_heads=4), dict(dim=24, n_heads=8), dict(mlp="relu")],
-    ids=["dim-not-divisible", "odd-head-dim", "unknown-mlp"],
+    [
+        dict(dim=30, n_heads=4),
+        dict(dim=24, n_heads=8),
+        dict(mlp="tanh"),
+        dict(norm="layer"),
+        dict(positions="alibi"),
+    ],
+    ids=["dim-not-divisible", "odd-head-dim", "unknown-mlp", "unknown-norm", "unknown-positions"],
 )
 def test_bad_config_raises(overrides):
     with pytest.raises(ValueError):
@@ -55,17 +61,39 @@ def test_hidden_dim_defaults():
     assert dataclasses.replace(TINY, mlp_dim=40).hidden_dim() == 40
 
 
-@pytest.mark.parametrize("mlp", ["swiglu", "gelu"])
+@pytest.mark.parametrize("mlp", ["swiglu", "gelu", "relu"])
 @pytest.mark.parametrize("tied", [False, True])
-def test_parameter_count_matches_formula(mlp, tied):
-    model = make(mlp=mlp, tie_embeddings=tied)
-    V, d, L = TINY.vocab_size, TINY.dim, TINY.n_layers
+@pytest.mark.parametrize("original", [False, True], ids=["modern", "nanda"])
+def test_parameter_count_matches_formula(mlp, tied, original):
+    arch = dict(norm="none", positions="learned") if original else {}
+    model = make(mlp=mlp, tie_embeddings=tied, **arch)
+    V, d, L, T = TINY.vocab_size, TINY.dim, TINY.n_layers, TINY.seq_len
     m = 3 if mlp == "swiglu" else 2
     h = model.config.hidden_dim()
-    expected = V * d + L * (4 * d * d + m * d * h + 2 * d) + d + (0 if tied else V * d)
+    norms = 0 if original else (2 * L + 1) * d
+    positions = T * d if original else 0
+    expected = V * d + L * (4 * d * d + m * d * h) + norms + (0 if tied else V * d) + positions
     assert sum(p.numel() for p in model.parameters()) == expected
     assert model.num_parameters() == expected
     assert model.num_parameters(exclude_embedding=True) == expected - V * d
+
+
+def test_the_original_grokking_architecture():
+    """Nanda et al.'s model: no norms, learned positions, ReLU; it is causal and uses positions."""
+    model = make(norm="none", positions="learned", mlp="relu").eval()
+    assert not any(isinstance(m, torch.nn.RMSNorm) for m in model.modules())
+    assert not hasattr(model, "rope_cos")  # nothing rotates q and k
+    idx = tokens()
+    with torch.no_grad():
+        full = model(idx)
+        changed = idx.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % TINY.vocab_size
+        torch.testing.assert_close(model(changed)[:, :-1], full[:, :-1])  # causal
+        swapped = idx[:, [1, 0, *range(2, idx.size(1))]]  # the same tokens, two places swapped
+        assert not torch.allclose(model(swapped)[:, -1], full[:, -1])  # order reaches the output
+        torch.testing.assert_close(model(idx, last_only=True), full[:, -1:])
+    hidden = model.blocks[0].mlp.activation(torch.tensor([-1.0, 2.0]))
+    assert hidden.tolist() == [0.0, 2.0]  # ReLU
 
 
 def test_tied_embeddings_share_the_weight():
