@@ -8,9 +8,19 @@ the loader can print `file: key: problem`. Each field's docstring is its documen
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from arbiter.errors import KeyProblem
 from arbiter.space import Axis, expand, parse_space
@@ -49,10 +59,17 @@ class ModelConfig(Section):
     """Attention heads; the head size dim / n_heads must be an even integer (rotary embeddings)."""
     vocab_size: int | None = Field(None, gt=1)
     """Vocabulary size. Derived for the modular task (modulus + 2) and may be omitted there."""
-    mlp: Literal["swiglu", "gelu"] = "swiglu"
-    """MLP type: SwiGLU (three matrices) or GELU (two matrices)."""
+    mlp: Literal["swiglu", "gelu", "relu"] = "swiglu"
+    """MLP type: SwiGLU (three matrices), GELU or ReLU (two matrices; ReLU as Nanda et al.)."""
     mlp_dim: int = Field(0, ge=0)
-    """MLP hidden width; 0: 4*dim for gelu, 8*dim/3 rounded up to a multiple of 64 for swiglu."""
+    """MLP hidden width; 0: 4*dim for gelu and relu, 8*dim/3 rounded up to a multiple of 64 for
+    swiglu."""
+    norm: Literal["rmsnorm", "none"] = "rmsnorm"
+    """Pre-norm RMSNorm before each attention and MLP and before the output layer, or none at
+    all (the original grokking transformer of Nanda et al. 2023 has no normalisation)."""
+    positions: Literal["rope", "learned"] = "rope"
+    """Rotary position embeddings, or a learned position table added to the token embedding
+    (as the original grokking transformers)."""
     tie_embeddings: bool = False
     """Share the token embedding with the output projection."""
     flash_attention: bool = False
@@ -62,13 +79,17 @@ class ModelConfig(Section):
     norm_eps: float = Field(1e-5, gt=0.0)
     """Epsilon of the RMSNorm layers."""
     rope_theta: float = Field(10000.0, gt=0.0)
-    """Base of the rotary position embedding frequencies."""
+    """Base of the rotary position embedding frequencies (positions = "rope")."""
+    init_scale: float = Field(1.0, gt=0.0)
+    """Multiplies every weight matrix (embeddings included, norm gains and biases not) after the
+    usual initialisation. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial
+    weight norm: a larger scale lengthens the memorization plateau, a smaller one shortens it."""
 
     def hidden_dim(self) -> int:
         """The MLP's hidden width, resolving `mlp_dim = 0` to the customary default."""
         if self.mlp_dim:
             return self.mlp_dim
-        if self.mlp == "gelu":
+        if self.mlp != "swiglu":
             return 4 * self.dim
         return math.ceil(8 * self.dim / 3 / 64) * 64
 
@@ -76,8 +97,10 @@ class ModelConfig(Section):
 class TrainingConfig(Section):
     """`[training]`: optimisation, precision and schedule."""
 
-    batch_size: int = Field(512, gt=0)
-    """Sequences per micro-batch (per optimizer step, before gradient accumulation)."""
+    batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 512
+    """Sequences per micro-batch (per optimizer step, before gradient accumulation), or "full":
+    the whole training set every step (full-batch training, as Nanda et al., 2023), modular task
+    only, without gradient accumulation. A loaded config holds the resolved number."""
     gradient_accumulation: int = Field(1, gt=0)
     """Micro-batches per optimizer step: effective batch = batch_size x gradient_accumulation."""
     seq_len: int | None = Field(None, gt=0)
@@ -88,12 +111,33 @@ class TrainingConfig(Section):
     """After warmup: cosine decay to min_lr_ratio x learning_rate, or constant."""
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     """Final learning rate of the cosine schedule, as a fraction of learning_rate."""
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """adamw: Adam with decoupled weight decay; adam: Adam with weight decay as an L2 term added
+    to the gradient (coupled), as Grokfast's experiments used; sgd: SGD with `momentum`."""
     weight_decay: float = Field(1.0, ge=0.0)
-    """Decoupled AdamW weight decay on matrices; grokking needs it large (0.1 to 1)."""
+    """Weight decay on matrices: decoupled for adamw, an L2 term in the gradient for adam and sgd.
+    Grokking needs it large (0.1 to 1 with adamw)."""
     decay_embeddings: bool = False
     """Also decay the token embedding (norm weights are never decayed)."""
     betas: tuple[float, float] = (0.9, 0.98)
-    """AdamW betas."""
+    """Adam and AdamW betas."""
+    eps: float = Field(1e-8, gt=0.0)
+    """Adam and AdamW epsilon, added to the root of the second moment. Prieto et al. (2025) use
+    1e-25 so that the update of a tiny gradient is not damped to nothing."""
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    """SGD momentum (optimizer = "sgd"; adam and adamw ignore it)."""
+    orthograd: bool = False
+    """Keep only the part of each gradient orthogonal to its weight tensor, rescaled to the
+    gradient's norm (the ⊥Grad of Prieto et al., 2025): a step can no longer just scale up the
+    weights, which is how a memorizing model drives its loss towards softmax collapse."""
+    loss: Literal["softmax", "stablemax"] = "softmax"
+    """Cross-entropy over softmax, or over StableMax (Prieto et al., 2025), whose probabilities
+    grow linearly with the logits for positive logits, so a confident prediction keeps a loss and
+    a gradient instead of rounding to exactly zero ("softmax collapse")."""
+    loss_dtype: Literal["fp32", "fp64"] = "fp32"
+    """Precision of the loss: logits are always up-cast before the log-softmax; fp64 as Nanda et
+    al.'s code does, so a confident softmax does not round to exactly zero loss and gradient (in
+    fp32 it does once the right class leads by ~17; in fp64 by ~37)."""
     grad_clip: float = Field(1.0, ge=0.0)
     """Clip the global gradient norm (after unscaling) to this value; 0 disables clipping."""
     steps: int = Field(10_000, gt=0)
@@ -120,8 +164,36 @@ class TrainingConfig(Section):
     grokfast_lamb: float = Field(2.0, ge=0.0)
     """Grokfast's amplification: the gradient becomes g + lamb * EMA(g)."""
 
+    # Whether batch_size was given as "full" (Config resolves it to a number).
+    _full_batch: bool = PrivateAttr(False)
+
+    @field_validator("batch_size", mode="wrap")
+    @classmethod
+    def _one_batch_size_error(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # The union reports one error per member; one line naming both forms reads better.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError("must be a whole number greater than 0, or 'full'") from None
+
+    @field_serializer("batch_size")
+    def _dump_batch_size(self, value: int | str) -> int | str:
+        # Dumped as given: settings validated again under other data settings (a sweep trial
+        # with its own train_fraction) must resolve "full" afresh, not keep the old number.
+        return "full" if self._full_batch else value
+
+    def is_full_batch(self) -> bool:
+        """Whether batch_size was given as "full" (the whole training set every step)."""
+        return self._full_batch or self.batch_size == "full"
+
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
+        if self.batch_size == "full" and self.gradient_accumulation != 1:
+            raise KeyProblem(
+                "training.batch_size",
+                "'full' is the whole training set every step; it needs "
+                f"training.gradient_accumulation = 1, got {self.gradient_accumulation}",
+            )
         for i, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
                 raise KeyProblem("training.betas", f"betas[{i}] = {beta} must be in [0, 1)")
@@ -133,8 +205,8 @@ class TrainingConfig(Section):
         return self
 
     def effective_batch_size(self) -> int:
-        """Sequences per optimizer step."""
-        return self.batch_size * self.gradient_accumulation
+        """Sequences per optimizer step (of a config whose "full" batch is resolved)."""
+        return self.batch_size * self.gradient_accumulation  # type: ignore[operator]
 
 
 class DataConfig(Section):
@@ -148,6 +220,11 @@ class DataConfig(Section):
     """Modular task: p; prime for div."""
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     """Modular task: fraction of the table used for training (seeded split); the rest validates."""
+    split: Literal["random", "no_mirror"] = "random"
+    """Modular task: how pairs are split. random: any pair on either side. no_mirror: (a, b) and
+    (b, a) always on the same side. For a commutative operation a random split puts the mirror
+    of many training pairs into validation, where they are answered by memory, so validation
+    accuracy starts near the train fraction instead of chance; no_mirror removes that leak."""
     path: str | None = None
     """Tokens task: folder holding train.bin and val.bin (see `arbiter prepare-text`)."""
 
@@ -175,6 +252,15 @@ class DataConfig(Section):
     def seq_len(self) -> int | None:
         """The sequence length the task implies, or None when training.seq_len says it."""
         return MODULAR_SEQ_LEN if self.task == "modular" else None
+
+    def table_size(self) -> int:
+        """Modular task: the number of pairs (a, b), p * p, or p * (p - 1) for div (b != 0)."""
+        p = self.modulus
+        return p * (p - 1) if self.operation == "div" else p * p
+
+    def train_size(self) -> int:
+        """Modular task: the number of training pairs, round(train_fraction * table_size())."""
+        return round(self.train_fraction * self.table_size())
 
 
 class CheckpointConfig(Section):
@@ -354,11 +440,28 @@ class Config(Section):
                 f"head size dim / n_heads = {model.dim // model.n_heads} is odd; "
                 "rotary embeddings need it even",
             )
+        if self.training.is_full_batch():
+            self._resolve_full_batch()
         if self.sweep is not None:
             for key in self.sweep.space:
                 check_sweepable(key)
             self._check_scheduler(self.sweep)
         return self
+
+    def _resolve_full_batch(self) -> None:
+        """batch_size = "full" becomes the number of training pairs, so that every reader of
+        the config sees a number; dumps still say "full" (see TrainingConfig)."""
+        if self.data.task != "modular":
+            raise KeyProblem(
+                "training.batch_size",
+                f"'full' needs data.task = 'modular'; the '{self.data.task}' task has no fixed "
+                "training set: give a number of sequences",
+            )
+        # At least 1: a fraction that leaves no training pairs is the data's error to report.
+        size = max(self.data.train_size(), 1)
+        # A copy: a TrainingConfig instance passed in by a caller is not changed under it.
+        self.training = self.training.model_copy(update={"batch_size": size})
+        self.training._full_batch = True
 
     def _check_scheduler(self, sweep: SweepConfig) -> None:
         """Scheduler options must fit the run: rungs within its steps, checkpoints for PBT."""

@@ -64,7 +64,7 @@ from arbiter.core import loop as core_loop
 from arbiter.core.checkpoint import load_checkpoint
 from arbiter.core.data import IGNORE_INDEX, Batch, Task, make_task
 from arbiter.core.model import build_model
-from arbiter.core.optim import ADAM_EPS, param_groups
+from arbiter.core.optim import param_groups
 from arbiter.loading import load_config
 from arbiter.templates import find_template
 
@@ -159,7 +159,7 @@ def plain_loop(config: Config, task: Task) -> torch.nn.Module:
         param_groups(model, t.weight_decay, t.decay_embeddings),
         lr=t.learning_rate,
         betas=tuple(t.betas),
-        eps=ADAM_EPS,
+        eps=t.eps,
     )
     for _ in range(t.steps):
         x, y = task.train_batch()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from arbiter.config import Config, check_sweepable
+from arbiter.config import Config, TrainingConfig, check_sweepable
 from arbiter.errors import KeyProblem
+from arbiter.trials import plan_trials
 
 
 def problem(data: dict) -> KeyProblem | dict:
@@ -64,6 +65,20 @@ def test_effective_batch_and_hidden_dim():
         ),
         ({"training": {"steps": 10, "warmup_steps": 11}}, "training.warmup_steps", "exceeds"),
         ({"training": {"betas": [0.9, 1.0]}}, "training.betas", "[0, 1)"),
+        (
+            {
+                "data": {"task": "tokens", "path": "d"},
+                "model": {"vocab_size": 256},
+                "training": {"seq_len": 8, "batch_size": "full"},
+            },
+            "training.batch_size",
+            "needs data.task = 'modular'",
+        ),
+        (
+            {"training": {"batch_size": "full", "gradient_accumulation": 2}},
+            "training.batch_size",
+            "gradient_accumulation = 1, got 2",
+        ),
     ],
 )
 def test_cross_field_rules_name_their_key(data, key, words):
@@ -85,6 +100,13 @@ def test_cross_field_rules_name_their_key(data, key, words):
         ({"checkpoint": {"keep": 0}}, ("checkpoint", "keep")),
         ({"logging": {"verbose": True}}, ("logging", "verbose")),
         ({"optimizer": {}}, ("optimizer",)),
+        ({"training": {"optimizer": "lion"}}, ("training", "optimizer")),
+        ({"training": {"loss": "sparsemax"}}, ("training", "loss")),
+        ({"training": {"loss_dtype": "fp16"}}, ("training", "loss_dtype")),
+        ({"training": {"eps": 0.0}}, ("training", "eps")),
+        ({"training": {"momentum": 1.0}}, ("training", "momentum")),
+        ({"data": {"split": "diagonal"}}, ("data", "split")),
+        ({"model": {"init_scale": 0.0}}, ("model", "init_scale")),
     ],
 )
 def test_field_rules(data, loc):
@@ -129,3 +151,78 @@ def test_run_settings_round_trip_without_sweep():
     settings = config.run_settings()
     assert "sweep" not in settings
     assert Config.model_validate(settings) == Config.model_validate({"model": {"dim": 64}})
+
+
+def test_loss_and_optimizer_defaults():
+    t = Config().training
+    assert (t.optimizer, t.eps, t.momentum, t.orthograd) == ("adamw", 1e-8, 0.0, False)
+    assert (t.loss, t.loss_dtype) == ("softmax", "fp32")
+    assert (Config().model.init_scale, Config().data.split) == (1.0, "random")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "training.loss",
+        "training.loss_dtype",
+        "training.optimizer",
+        "training.eps",
+        "training.momentum",
+        "training.orthograd",
+        "training.batch_size",
+        "model.init_scale",
+        "data.split",
+    ],
+)
+def test_grokking_numerics_keys_are_sweepable(key):
+    check_sweepable(key)
+
+
+def test_full_batch_resolves_to_the_training_set_and_dumps_as_full():
+    config = Config.model_validate({"training": {"batch_size": "full"}})
+    assert config.training.batch_size == round(0.5 * 97 * 97) == 4704
+    assert config.training.is_full_batch() and config.training.effective_batch_size() == 4704
+    assert config.run_settings()["training"]["batch_size"] == "full"
+    assert Config.model_validate(config.run_settings()) == config
+    # a number is not "full", even when it is the same number
+    fixed = Config.model_validate({"training": {"batch_size": 4704}})
+    assert not fixed.training.is_full_batch() and fixed != config
+    # the settings validated again under another table resolve afresh
+    settings = config.run_settings()
+    settings["data"].update(operation="div", modulus=13, train_fraction=0.3)
+    assert Config.model_validate(settings).training.batch_size == round(0.3 * 13 * 12) == 47
+    # a TrainingConfig handed in is not changed under its owner
+    training = TrainingConfig(batch_size="full")
+    assert Config(training=training).training.batch_size == 4704
+    assert training.batch_size == "full"
+
+
+@pytest.mark.parametrize("value", ["half", 0, 2.5, [64]])
+def test_a_bad_batch_size_is_one_error_naming_both_forms(value):
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate({"training": {"batch_size": value}})
+    (error,) = info.value.errors()  # one error, not one per member of the union
+    assert error["loc"] == ("training", "batch_size")
+    assert "whole number greater than 0, or 'full'" in error["msg"]
+
+
+def test_full_in_a_sweep_space_resolves_per_trial():
+    template = Config.model_validate(
+        {
+            "data": {"modulus": 11},
+            "sweep": {
+                "space": {
+                    "training.batch_size": ["full", 64],
+                    "data.train_fraction": [0.3, 0.6],
+                }
+            },
+        }
+    )
+    sizes = {
+        (trial.overrides["training.batch_size"], trial.overrides["data.train_fraction"]): (
+            trial.config.training.batch_size
+        )
+        for trial in plan_trials(template, "t.toml")
+    }
+    # 121 pairs mod 11: "full" is round(0.3 * 121) = 36 and round(0.6 * 121) = 73 pairs
+    assert sizes == {("full", 0.3): 36, ("full", 0.6): 73, (64, 0.3): 64, (64, 0.6): 64}

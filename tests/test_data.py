@@ -12,9 +12,11 @@ import torch
 
 from arbiter.config import OPERATIONS, Config
 from arbiter.core.data import (
+    _SPLIT,
     EVAL_BATCHES,
     ModularTask,
     TokenTask,
+    _generator,
     make_task,
     modular_table,
     prepare_text,
@@ -38,11 +40,17 @@ def modular(
     modulus: int = 11,
     train_fraction: float = 0.5,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int | str = 8,
+    split: str = "random",
 ) -> Config:
     return Config.model_validate(
         {
-            "data": {"operation": operation, "modulus": modulus, "train_fraction": train_fraction},
+            "data": {
+                "operation": operation,
+                "modulus": modulus,
+                "train_fraction": train_fraction,
+                "split": split,
+            },
             "training": {"seed": seed, "batch_size": batch_size},
         }
     )
@@ -116,6 +124,72 @@ def test_split_is_seeded():
 
     assert train_pairs(1) == train_pairs(1)
     assert set(train_pairs(1)) != set(train_pairs(2))
+
+
+def split_pairs(config: Config) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    split = ModularTask(config).eval_splits()
+    return pairs(split["train"]), pairs(split["val"])
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_table_size_is_the_table(operation):
+    for p in (2, 7, 13):
+        data = modular(operation, modulus=p).data
+        assert data.table_size() == len(modular_table(operation, p)[0])
+        assert data.train_size() == round(0.5 * data.table_size())
+
+
+def test_random_split_is_unchanged():
+    # Existing runs keep their split: the first n_train of one permutation of the split stream.
+    task = ModularTask(modular(modulus=11, train_fraction=0.3, seed=5))
+    shuffled = torch.randperm(121, generator=_generator(5, _SPLIT))
+    assert torch.equal(task.train_indices, shuffled[:36])
+    assert torch.equal(task.val_indices, shuffled[36:])
+
+
+def test_random_split_leaks_mirrors_into_validation():
+    train, val = split_pairs(modular(modulus=11))
+    assert {(b, a) for a, b in train} & set(val)
+
+
+@pytest.mark.parametrize(
+    ("operation", "modulus", "fraction"),
+    [("add", 11, 0.5), ("mul", 11, 0.3), ("div", 13, 0.6), ("sub", 8, 0.9), ("add", 3, 0.85)],
+)
+def test_no_mirror_keeps_mirrors_together(operation, modulus, fraction):
+    # 8 of the 9 pairs mod 3 (3 diagonal pairs, 3 mirrored pairs): for some seeds every diagonal
+    # pair is taken before the last one is needed, and a mirrored pair replaces one of them.
+    a, b, _ = modular_table(operation, modulus)
+    table = set(zip(a.tolist(), b.tolist(), strict=True))
+    for seed in range(10):
+        config = modular(operation, modulus, fraction, seed, split="no_mirror")
+        train, val = split_pairs(config)
+        assert len(train) == len(set(train)) == config.data.train_size()  # exactly, every seed
+        assert not set(train) & set(val) and set(train) | set(val) == table
+        assert not {(b, a) for a, b in train} & set(val)
+        assert len(val) == len(table) - len(train)
+
+
+def test_no_mirror_split_is_seeded_and_differs_from_random():
+    def train(seed: int, split: str = "no_mirror") -> list[tuple[int, int]]:
+        return split_pairs(modular(modulus=11, seed=seed, split=split))[0]
+
+    assert train(1) == train(1)
+    assert set(train(1)) != set(train(2))
+    assert set(train(1)) != set(train(1, "random"))
+
+
+@pytest.mark.parametrize("split", ["random", "no_mirror"])
+def test_full_batch_is_the_whole_training_set_every_step(split):
+    config = modular(modulus=11, train_fraction=0.4, batch_size="full", split=split)
+    assert config.training.batch_size == config.data.train_size() == 48
+    task = ModularTask(config)
+    train = pairs(task.eval_splits()["train"])
+    assert len(train) == 48
+    batches = [pairs([task.train_batch()]) for _ in range(3)]
+    for batch in batches:
+        assert len(batch) == len(set(batch)) == 48 and set(batch) == set(train)
+    assert batches[0] != batches[1]  # each step a new order of the same examples
 
 
 def test_eval_is_chunked():

@@ -23,6 +23,14 @@ from arbiter.templates import packaged_configs
         {"dim": 48, "n_layers": 3, "n_heads": 4, "mlp": "gelu"},
         {"dim": 64, "n_layers": 1, "n_heads": 2, "tie_embeddings": True},
         {"dim": 32, "n_layers": 2, "n_heads": 2, "mlp_dim": 50},
+        {
+            "dim": 32,
+            "n_layers": 1,
+            "n_heads": 4,
+            "mlp": "relu",
+            "norm": "none",
+            "positions": "learned",
+        },
     ],
 )
 def test_parameter_count_matches_the_model(model):

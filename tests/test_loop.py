@@ -15,18 +15,21 @@ import torch
 
 from arbiter.config import Config
 from arbiter.core.checkpoint import latest_checkpoint, load_checkpoint
-from arbiter.core.loop import NonFiniteLoss, train
+from arbiter.core.data import make_task
+from arbiter.core.loop import NonFiniteLoss, evaluate, loss_function, train
 from arbiter.core.metrics import read_metrics
+from arbiter.core.model import build_model
+from arbiter.core.precision import resolve_precision
 
 # Wall-clock figures differ between any two runs; everything else must match exactly.
 TIMING = {"tokens_per_s", "memory/peak_bytes"}
 
 
-def tiny(dropout: float = 0.0, **training) -> Config:
+def tiny(dropout: float = 0.0, model=None, data=None, **training) -> Config:
     return Config.model_validate(
         {
-            "model": {"dim": 32, "n_layers": 2, "n_heads": 2, "dropout": dropout},
-            "data": {"modulus": 23, "train_fraction": 0.5},
+            "model": {"dim": 32, "n_layers": 2, "n_heads": 2, "dropout": dropout, **(model or {})},
+            "data": {"modulus": 23, "train_fraction": 0.5, **(data or {})},
             "training": {"batch_size": 64, "steps": 60, "warmup_steps": 5,
                          "eval_interval": 10, **training},
             "checkpoint": {"interval": 20, "keep": 5},
@@ -80,11 +83,22 @@ def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
     assert [r["step"] for r in rows_straight] == [10, 20, 30, 40, 50, 60]
 
 
+# the grokking literature's knobs together: Nanda et al.'s model and full batch, Prieto et al.'s
+# StableMax, fp64 and ⊥Grad, an SGD with momentum state
+LITERATURE = dict(
+    model={"norm": "none", "positions": "learned", "mlp": "relu", "init_scale": 3.0},
+    data={"split": "no_mirror"},
+    batch_size="full", loss="stablemax", loss_dtype="fp64", orthograd=True, optimizer="sgd",
+    momentum=0.9, learning_rate=0.1,
+)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "config",
-    [tiny(dropout=0.1), tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0)],
-    ids=["dropout", "grokfast"],
-)
+    [tiny(dropout=0.1), tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0),
+     tiny(**LITERATURE), tiny(optimizer="adam", eps=1e-25, weight_decay=0.01)],
+    ids=["dropout", "grokfast", "literature", "adam"],
+)  # fmt: skip
 def test_state_outside_the_model_resumes_exactly_too(tmp_path, config):
     """Dropout draws from the global RNG and Grokfast keeps gradient averages: both must come
     back with the checkpoint."""
@@ -121,12 +135,38 @@ def test_metrics_rows_carry_the_documented_keys(tmp_path):
     train(tiny(), tmp_path)
     rows = read_metrics(tmp_path)
     expected = {"step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr",
-                "grad_norm", "weight_norm", "decayed_weight_norm", "tokens_per_s",
+                "grad_norm", "weight_norm", "decayed_weight_norm", "output_weight_norm",
+                "train/zero_loss_fraction", "train/max_margin", "tokens_per_s",
                 "memory/peak_bytes", "device", "precision", "attention"}  # fmt: skip
     assert expected <= rows[-1].keys()
+    assert 0 < rows[-1]["output_weight_norm"] < rows[-1]["weight_norm"]
     assert rows[-1]["device"] == "cpu" and rows[-1]["precision"] == "fp32"
     assert rows[-1]["attention"] == "sdpa"
     assert all(0.0 <= r["val/accuracy"] <= 1.0 for r in rows)
+
+
+def test_softmax_collapse_is_measured_and_fp64_or_stablemax_avoid_it(tmp_path):
+    """Prieto et al. 2025: without weight decay the training logits grow until an fp32 softmax
+    rounds confident examples' loss to exactly zero (they give no gradient). The same weights
+    scored with an fp64 loss have fewer such examples, with StableMax none."""
+    config = tiny(model={"norm": "none", "init_scale": 3.0}, weight_decay=0.0,
+                  learning_rate=1e-2, steps=200, eval_interval=100, warmup_steps=0,
+                  grad_clip=0.0, batch_size="full")  # fmt: skip
+    fp32 = train(config, tmp_path).metrics
+    assert fp32["train/accuracy"] >= 0.99 and fp32["train/max_margin"] > 20
+    assert fp32["train/zero_loss_fraction"] > 0.02
+    model = build_model(config)
+    model.load_state_dict(final_weights(tmp_path))
+    task, cpu = make_task(config), resolve_precision("fp32", torch.device("cpu"))
+
+    def zero_fraction(**loss) -> float:
+        scored = evaluate(model, task, cpu, loss_function(tiny(**loss)))
+        assert scored["train/max_margin"] == fp32["train/max_margin"]
+        return scored["train/zero_loss_fraction"]
+
+    assert zero_fraction() == fp32["train/zero_loss_fraction"]
+    assert zero_fraction(loss_dtype="fp64") < fp32["train/zero_loss_fraction"]
+    assert zero_fraction(loss="stablemax") == 0
 
 
 def test_tensorboard_events_are_written(tmp_path):

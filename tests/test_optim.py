@@ -1,4 +1,5 @@
-"""Tests for the AdamW parameter groups and the learning-rate schedule (a tiny Theos, CPU)."""
+"""Tests for the optimizer (AdamW, Adam, SGD over two parameter groups), ⊥Grad, the initial
+weight scale and the learning-rate schedule (a tiny Theos, CPU)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from arbiter.config import TrainingConfig
-from arbiter.core.optim import build_optimizer, learning_rate, param_groups, set_learning_rate
+from arbiter.config import Config, TrainingConfig
+from arbiter.core.model import build_model
+from arbiter.core.optim import (
+    build_optimizer,
+    learning_rate,
+    orthogonalize_gradients,
+    param_groups,
+    set_learning_rate,
+)
 from models import Theos, TheosConfig
 
 CPU = torch.device("cpu")
@@ -111,6 +119,124 @@ def test_adamw_step_decays_matrices_only() -> None:
     assert matrix.detach().norm() < before["blocks.0.attn.qkv.weight"].norm()
     assert torch.equal(norm.detach(), before["blocks.0.norm1.weight"])
     assert torch.equal(embedding.detach(), before["tok_emb.weight"])
+
+
+def random_gradients(model: nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=generator)
+
+
+def test_adam_adds_the_decay_to_the_gradient() -> None:
+    # Adam's weight decay is an L2 term: the same as plain Adam on g + weight_decay * w.
+    lr, wd = 0.01, 0.5
+    model, reference = tiny(), tiny()
+    training = TrainingConfig(optimizer="adam", learning_rate=lr, weight_decay=wd)
+    optimizer = build_optimizer(model, training, CPU)
+    assert type(optimizer) is torch.optim.Adam
+    matrix, by_hand = model.blocks[0].mlp.w1.weight, reference.blocks[0].mlp.w1.weight
+    plain = torch.optim.Adam([by_hand], lr=lr, betas=(0.9, 0.98), eps=1e-8)
+    for step in range(3):
+        random_gradients(model, step)
+        random_gradients(reference, step)
+        by_hand.grad += wd * by_hand.detach()
+        optimizer.step()
+        plain.step()
+    torch.testing.assert_close(matrix, by_hand)
+    # AdamW on the same gradients decays apart from them, and ends elsewhere.
+    decoupled = tiny()
+    adamw = build_optimizer(decoupled, TrainingConfig(learning_rate=lr, weight_decay=wd), CPU)
+    for step in range(3):
+        random_gradients(decoupled, step)
+        adamw.step()
+    assert not torch.allclose(decoupled.blocks[0].mlp.w1.weight, matrix)
+
+
+def test_sgd_with_momentum_and_l2_decay() -> None:
+    lr, wd = 0.1, 0.5
+    model = tiny()
+    training = TrainingConfig(optimizer="sgd", learning_rate=lr, weight_decay=wd, momentum=0.9)
+    optimizer = build_optimizer(model, training, CPU)
+    assert type(optimizer) is torch.optim.SGD
+    assert [g["momentum"] for g in optimizer.param_groups] == [0.9, 0.9]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [wd, 0.0]
+    assert not any(g["fused"] for g in optimizer.param_groups)
+    matrix, norm = model.blocks[0].attn.qkv.weight, model.blocks[0].norm1.weight
+    before_matrix, before_norm = matrix.detach().clone(), norm.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # the gradient is the L2 term alone, wd * w
+    torch.testing.assert_close(matrix.detach(), before_matrix * (1 - lr * wd))
+    assert torch.equal(norm.detach(), before_norm)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_eps_reaches_the_optimizer(name: str) -> None:
+    optimizer = build_optimizer(tiny(), TrainingConfig(optimizer=name, eps=1e-25), CPU)
+    assert [g["eps"] for g in optimizer.param_groups] == [1e-25, 1e-25]
+
+
+def test_every_optimizer_has_the_same_group_layout(caplog: pytest.LogCaptureFixture) -> None:
+    layouts = {}
+    with caplog.at_level("INFO", logger="arbiter.core.optim"):
+        for name in ("adamw", "adam", "sgd"):
+            optimizer = build_optimizer(tiny(), TrainingConfig(optimizer=name), CPU)
+            groups = optimizer.state_dict()["param_groups"]
+            layouts[name] = [(g["params"], g["param_names"], g["weight_decay"]) for g in groups]
+    assert len(layouts["adamw"]) == 2
+    assert layouts["adamw"] == layouts["adam"] == layouts["sgd"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(",")[0] for m in messages] == [
+        "optimizer: AdamW (eps 1e-08)",
+        "optimizer: Adam (eps 1e-08)",
+        "optimizer: SGD (momentum 0)",
+    ]
+    assert "L2 weight decay 1 on 11 tensors" in messages[1]
+
+
+def test_orthogonalized_gradients_are_orthogonal_and_keep_their_norm() -> None:
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn(shape, generator=generator) for shape in [(8, 5), (7,), (3, 4, 2)]]
+    params = [nn.Parameter(w) for w in weights]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator) + 0.5 * p.detach()  # partly along w
+    before = [p.grad.clone() for p in params]
+    no_grad = nn.Parameter(torch.ones(3))
+    orthogonalize_gradients([*params, no_grad])
+    for p, g in zip(params, before, strict=True):
+        w = p.detach()
+        assert abs(torch.dot(p.grad.flatten(), w.flatten()).item()) < 1e-5 * g.norm() * w.norm()
+        torch.testing.assert_close(p.grad.norm(), g.norm())
+        assert not torch.allclose(p.grad, g)
+    assert no_grad.grad is None
+
+
+def test_orthogonalize_leaves_zero_weights_alone_and_zeroes_a_parallel_gradient() -> None:
+    zero = nn.Parameter(torch.zeros(4, 3))
+    zero.grad = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    expected = zero.grad.clone()
+    parallel = nn.Parameter(torch.full((5,), 2.0))
+    parallel.grad = torch.full((5,), -3.0)
+    orthogonalize_gradients([zero, parallel])
+    assert torch.equal(zero.grad, expected)
+    assert torch.equal(parallel.grad, torch.zeros(5))
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_init_scale_multiplies_every_matrix(tie: bool) -> None:
+    def built(scale: float) -> Theos:
+        torch.manual_seed(0)
+        settings = {"dim": 16, "n_layers": 2, "n_heads": 2, "tie_embeddings": tie}
+        return build_model(Config.model_validate({"model": {**settings, "init_scale": scale}}))
+
+    plain, scaled, shrunk = built(1.0), built(4.0), built(0.3)
+    triples = zip(plain.named_parameters(), scaled.parameters(), shrunk.parameters(), strict=True)
+    for (name, p), q, r in triples:
+        if p.ndim >= 2:
+            assert torch.equal(q, p * 4.0), name  # a power of two: exact
+            assert r.norm().item() == pytest.approx(0.3 * p.norm().item(), rel=1e-6), name
+        else:
+            assert torch.equal(q, p) and torch.equal(r, p), name  # norm gains untouched
 
 
 def schedule(**overrides: object) -> TrainingConfig:

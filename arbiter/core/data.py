@@ -99,7 +99,7 @@ def modular_table(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 class ModularTask(Task):
-    """All pairs of `a op b mod p` as [a, op, b, =] -> c, split once by the seed."""
+    """All pairs of `a op b mod p` as [a, op, b, =] -> c, split once by the seed (`data.split`)."""
 
     answer_only = True
 
@@ -113,14 +113,20 @@ class ModularTask(Task):
         self.y = c.unsqueeze(1)  # the answer, predicted from the "=" token
 
         n = len(a)
-        n_train = round(data.train_fraction * n)
+        n_train = data.train_size()  # the count batch_size = "full" resolved to
         if not 0 < n_train < n:
             raise UserError(
                 f"data.train_fraction = {data.train_fraction} leaves an empty split of the {n} "
                 f"pairs mod {p}; allowed: a fraction giving 1..{n - 1} training pairs"
             )
-        shuffled = torch.randperm(n, generator=_generator(seed, _SPLIT))
-        self.train_indices, self.val_indices = shuffled[:n_train], shuffled[n_train:]
+        split_generator = _generator(seed, _SPLIT)
+        if data.split == "no_mirror":
+            self.train_indices, self.val_indices = _split_no_mirror(
+                a, b, p, n_train, split_generator
+            )
+        else:
+            shuffled = torch.randperm(n, generator=split_generator)
+            self.train_indices, self.val_indices = shuffled[:n_train], shuffled[n_train:]
 
         # The cursor: `order` is this epoch's permutation of positions in train_indices.
         self._generator = _generator(seed, _BATCHES)
@@ -173,6 +179,46 @@ class ModularTask(Task):
         self._order = order.clone().long()
         self._position = int(state["position"])
         self._epoch = int(state["epoch"])
+
+
+def _split_no_mirror(
+    a: torch.Tensor, b: torch.Tensor, p: int, n_train: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (train, val) with exactly `n_train` training rows, where the rows (a, b) and
+    (b, a) of the table are always on the same side.
+
+    Rows are grouped by the unordered pair {a, b}: a pair of two rows, or a group of one for
+    (a, a) (and, for div, for (0, b), whose mirror (b, 0) is not in the table). The groups are
+    shuffled and taken in that order whenever they fit, which is whole groups until one row is
+    left to fill, then the next group of one. Should none be left (every group of one already
+    taken), the last group of one taken goes back to validation and the two-row group that did
+    not fit comes in. The count is thus always exactly `n_train`, the number batch_size = "full"
+    resolves to, and the split depends only on the table and the generator.
+    """
+    unordered = torch.minimum(a, b) * p + torch.maximum(a, b)
+    _, group = torch.unique(unordered, return_inverse=True)
+    sizes = torch.bincount(group)
+    order = torch.randperm(len(sizes), generator=generator)  # groups in the order taken
+    filled = sizes[order].cumsum(0)
+    whole = int((filled <= n_train).sum())  # the longest run of groups that fits
+    taken = order[:whole]
+    if whole == 0 or int(filled[whole - 1]) < n_train:  # one row short: the next group is two
+        rest = order[whole:]
+        singles = rest[sizes[rest] == 1]
+        if len(singles):
+            taken = torch.cat([taken, singles[:1]])
+        else:
+            last_single = int(torch.nonzero(sizes[taken] == 1).max())
+            kept = torch.cat([taken[:last_single], taken[last_single + 1 :]])
+            taken = torch.cat([kept, rest[:1]])
+    in_train = torch.zeros(len(sizes), dtype=torch.bool)
+    in_train[taken] = True
+    # Rows in the shuffled order of their groups (a group's rows in table order).
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    rows = torch.argsort(rank[group], stable=True)
+    train = in_train[group[rows]]
+    return rows[train], rows[~train]
 
 
 def _offsets(

@@ -9,6 +9,7 @@ A caller plugs in through `Reporter` (a Tune trial reports to Tune); the loop ne
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -19,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from arbiter.config import Config
 from arbiter.core import checkpoint as ckpt
@@ -27,9 +27,15 @@ from arbiter.core.data import IGNORE_INDEX, Task, make_task
 from arbiter.core.grokfast import Grokfast
 from arbiter.core.grokking import GrokClock
 from arbiter.core.hardware import peak_flops
+from arbiter.core.loss import LOSS_DTYPES, cross_entropy, margins
 from arbiter.core.metrics import MetricsLog
 from arbiter.core.model import build_model
-from arbiter.core.optim import build_optimizer, learning_rate, set_learning_rate
+from arbiter.core.optim import (
+    build_optimizer,
+    learning_rate,
+    orthogonalize_gradients,
+    set_learning_rate,
+)
 from arbiter.core.precision import Precision, describe, resolve_device, resolve_precision
 from arbiter.errors import RunFailed
 from arbiter.estimate import training_flops_per_token
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # metrics, and the checkpoint folder written at this step (None if none)
 Reporter = Callable[[dict[str, Any], "Path | None"], None]
+# (logits, targets, reduction) -> the configured loss, see `loss_function`
+LossFn = Callable[..., torch.Tensor]
 
 
 class NonFiniteLoss(RunFailed):
@@ -76,6 +84,7 @@ def train(
         params = list(model.parameters())
         grokfast = Grokfast(params, t.grokfast_alpha, t.grokfast_lamb, scaler.is_enabled())
     clock = GrokClock()
+    loss_fn = loss_function(config)
     parts = _Resumable(model, optimizer, scaler, task, clock, grokfast)
     step, last_eval = 0, {}
     if resume_from is not None:
@@ -104,12 +113,14 @@ def train(
                 x, y = (b.to(precision.device, non_blocking=True) for b in task.train_batch())
                 with precision.autocast():
                     logits = forward(x, last_only=task.answer_only)
-                loss = _loss(logits, y)  # fp32, whatever the compute precision
+                loss = loss_fn(logits, y)  # fp32 or fp64, whatever the compute precision
                 scaler.scale(loss / t.gradient_accumulation).backward()
                 window.add(loss.detach(), step)
             scaler.unscale_(optimizer)
             if grokfast is not None:
                 grokfast.filter()
+            if t.orthograd:
+                orthogonalize_gradients(model.parameters())
             max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
@@ -127,7 +138,7 @@ def train(
             # Every report carries validation metrics (Tune ranks by them), so the first report
             # evaluates even when it comes before the first eval_interval.
             if step % t.eval_interval == 0 or last or (log_step and not last_eval):
-                last_eval = {**evaluate(forward, task, precision), "eval_step": step}
+                last_eval = {**evaluate(forward, task, precision, loss_fn), "eval_step": step}
                 clock.observe(last_eval)
             saved = None
             if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
@@ -143,6 +154,8 @@ def train(
                            # what weight decay shrinks (param_groups puts it first), see
                            # the grokking scheduler
                            "decayed_weight_norm": _norm(optimizer.param_groups[0]["params"]),
+                           # the output layer's norm: its growth is the slingshot signal
+                           "output_weight_norm": _norm([model.lm_head.weight]),
                            **speed.read(), **hardware,
                            "attention": model.attention_kernel}  # fmt: skip
                 metrics_log.write(metrics)
@@ -153,35 +166,51 @@ def train(
     return RunResult(step, metrics, out_dir)
 
 
+def loss_function(config: Config) -> LossFn:
+    """`training.loss` in `training.loss_dtype`: logits are up-cast first, so 16-bit logits
+    never round a confident softmax to exactly zero loss (fp64 postpones that further)."""
+    t = config.training
+    return functools.partial(cross_entropy, kind=t.loss, dtype=LOSS_DTYPES[t.loss_dtype])
+
+
 @torch.no_grad()
-def evaluate(forward: Callable, task: Task, precision: Precision) -> dict[str, float]:
-    """Loss and accuracy over each evaluation split, as `split/loss` and `split/accuracy`."""
+def evaluate(
+    forward: Callable, task: Task, precision: Precision, loss_fn: LossFn = cross_entropy
+) -> dict[str, float]:
+    """Loss and accuracy over each evaluation split, as `split/loss` and `split/accuracy`.
+
+    On the training split also the numerics diagnostics of softmax collapse (Prieto et al.
+    2025): `train/zero_loss_fraction`, the fraction of examples whose loss is exactly 0 (they
+    no longer give a gradient), and `train/max_margin`, the largest correct-minus-best-other
+    logit margin.
+    """
     was_training = forward.training
     forward.eval()
     results = {}
     for split, batches in task.eval_splits().items():
         loss_sum = torch.zeros((), device=precision.device)
         correct = torch.zeros((), device=precision.device)
+        zero = torch.zeros((), device=precision.device)
+        margin = torch.full((), -torch.inf, device=precision.device)
         count = 0
         for x, y in batches:
             x, y = x.to(precision.device), y.to(precision.device)
             with precision.autocast():
                 logits = forward(x, last_only=task.answer_only)
             scored = y != IGNORE_INDEX
-            loss_sum += _loss(logits, y, reduction="sum")
+            losses = loss_fn(logits, y, reduction="none")
+            loss_sum += losses.sum()
+            zero += (losses == 0).sum()
+            margin = torch.maximum(margin, margins(logits, y).max())
             correct += (logits.argmax(-1)[scored] == y[scored]).sum()
             count += int(scored.sum())
         results[f"{split}/loss"] = loss_sum.item() / count
         results[f"{split}/accuracy"] = correct.item() / count
+        if split == "train":
+            results["train/zero_loss_fraction"] = zero.item() / count
+            results["train/max_margin"] = margin.item()
     forward.train(was_training)
     return results
-
-
-def _loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy in fp32: 16-bit logits round a confident softmax to exactly zero loss."""
-    return F.cross_entropy(
-        logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
-    )
 
 
 @dataclass(frozen=True)

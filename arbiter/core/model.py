@@ -1,6 +1,9 @@
-"""The `[model]` table to a `models.Theos` network (the only place the two meet)."""
+"""The `[model]` table to a `models.Theos` network (the only place the two meet), initial weight
+scale included."""
 
 from __future__ import annotations
+
+import torch
 
 from arbiter.config import Config
 from models import Theos, TheosConfig
@@ -20,11 +23,24 @@ def theos_config(config: Config) -> TheosConfig:
         tie_embeddings=m.tie_embeddings,
         norm_eps=m.norm_eps,
         rope_theta=m.rope_theta,
+        norm=m.norm,
+        positions=m.positions,
         dropout=m.dropout,
         flash_attention=m.flash_attention,
     )
 
 
 def build_model(config: Config) -> Theos:
-    """A freshly initialised model; seed torch first for reproducible weights."""
-    return Theos(theos_config(config))
+    """A freshly initialised model; seed torch first for reproducible weights.
+
+    Every weight matrix (ndim >= 2: linear layers and the embedding, once when tied) is then
+    multiplied by `model.init_scale`; norm gains keep their initial ones.
+    """
+    model = Theos(theos_config(config))
+    scale = config.model.init_scale
+    if scale != 1.0:
+        with torch.no_grad():
+            for param in model.parameters():  # a tied weight is yielded once: scaled once
+                if param.ndim >= 2:
+                    param.mul_(scale)
+    return model

@@ -1,9 +1,11 @@
-"""The optimizer (AdamW with decoupled weight decay on matrices) and the learning-rate schedule.
+"""The optimizer (AdamW, Adam or SGD over two parameter groups), ⊥Grad, and the learning-rate
+schedule.
 
 Weight decay is what makes grokking happen, so which tensors it touches matters: the matrices of
 the linear layers are decayed; norm weights and any 1-D tensor (biases) never are, since pulling
 a norm's gain towards zero only fights the normalisation; the token embedding is decayed only
-with `training.decay_embeddings`.
+with `training.decay_embeddings`. AdamW decays decoupled from the gradient; Adam and SGD add the
+decay to the gradient as an L2 term (torch's `weight_decay` of those optimizers).
 
 The schedule is a pure function of the step, so a resumed run sets exactly the learning rate the
 uninterrupted run would have.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -21,8 +24,6 @@ from torch import nn
 from arbiter.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
-
-ADAM_EPS = 1e-8
 
 # Modules whose weights are gains, never decayed whatever their shape.
 _NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -36,7 +37,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 def param_groups(
     model: nn.Module, weight_decay: float, decay_embeddings: bool
 ) -> list[dict[str, Any]]:
-    """Two AdamW groups, always in this order: [decayed, not decayed].
+    """Two optimizer groups, always in this order: [decayed, not decayed].
 
     Both groups are always present (one may be empty) so that the group layout, which optimizer
     checkpoints record, does not depend on the model. Each group also lists its parameters'
@@ -67,28 +68,65 @@ def param_groups(
 
 def build_optimizer(
     model: nn.Module, training: TrainingConfig, device: torch.device
-) -> torch.optim.AdamW:
-    """AdamW over `param_groups`; move the model to `device` first (fused AdamW needs CUDA)."""
+) -> torch.optim.Optimizer:
+    """`training.optimizer` over `param_groups`; move the model to `device` first (the fused
+    kernels need CUDA).
+
+    Every optimizer gets the same two groups, so an optimizer checkpoint has the same group
+    layout whichever is chosen; each group's `weight_decay` is decoupled decay for AdamW and an
+    L2 term in the gradient for Adam and SGD.
+    """
     groups = param_groups(model, training.weight_decay, training.decay_embeddings)
     decayed, kept = groups
+    # On CUDA the fused kernel updates a whole group in one launch (torch has one for each of
+    # the three); elsewhere torch picks its default implementation.
+    fused = True if device.type == "cuda" else None
+    lr = training.learning_rate
+    if training.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            groups, lr=lr, momentum=training.momentum, fused=fused
+        )
+        name, decay = f"SGD (momentum {training.momentum:g})", "L2 weight decay"
+    else:
+        adam = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+        betas = tuple(training.betas)
+        optimizer = adam(groups, lr=lr, betas=betas, eps=training.eps, fused=fused)
+        name = f"{adam.__name__} (eps {training.eps:g})"
+        decay = "weight decay" if training.optimizer == "adamw" else "L2 weight decay"
     logger.info(
-        "optimizer: AdamW, weight decay %g on %d tensors (%s parameters), none on %d (%s)",
+        "optimizer: %s, %s %g on %d tensors (%s parameters), none on %d (%s)",
+        name,
+        decay,
         training.weight_decay,
         len(decayed["params"]),
         f"{sum(p.numel() for p in decayed['params']):,}",
         len(kept["params"]),
         f"{sum(p.numel() for p in kept['params']):,}",
     )
-    # On CUDA the fused kernel updates a whole group in one launch; elsewhere torch picks its
-    # default implementation (fused needs every parameter on the GPU: move the model first).
-    fused = True if device.type == "cuda" else None
-    return torch.optim.AdamW(
-        groups,
-        lr=training.learning_rate,
-        betas=tuple(training.betas),
-        eps=ADAM_EPS,
-        fused=fused,
-    )
+    return optimizer
+
+
+@torch.no_grad()
+def orthogonalize_gradients(params: Iterable[torch.Tensor]) -> None:
+    """⊥Grad (Prieto et al., 2025), in place: each gradient loses its component along its own
+    weight tensor, g - (<g, w> / <w, w>) w (both flattened), and is rescaled to its former norm.
+
+    A step along w only scales the weights, which lowers the training loss of a model that
+    already classifies its training set by inflating its logits, towards softmax collapse. A
+    weight tensor of zeros leaves its gradient unchanged; a gradient parallel to its weights
+    becomes zero. Parameters without a gradient are skipped. No host syncs.
+    """
+    for param in params:
+        grad = param.grad
+        if grad is None:
+            continue
+        weight = param.detach()
+        norm = torch.linalg.vector_norm(grad)
+        w_dot_w = torch.sum(weight * weight)
+        along = torch.where(w_dot_w > 0, torch.sum(grad * weight) / w_dot_w, 0.0)
+        grad.sub_(along * weight)
+        left = torch.linalg.vector_norm(grad)
+        grad.mul_(torch.where(left > 0, norm / left, 0.0))
 
 
 def learning_rate(step: int, training: TrainingConfig) -> float:

@@ -1,0 +1,68 @@
+"""The loss numerics: cross-entropy over softmax or StableMax, in a chosen float precision.
+
+Late in a grokking run the model is so confident on its training set that, in fp32, the softmax
+of the correct class rounds to exactly 1: the loss and its gradient become exactly zero and only
+weight decay moves the weights ("softmax collapse", Prieto et al., 2025, "Grokking at the Edge of
+Numerical Stability"). Two remedies are offered: computing the loss in fp64 (as Nanda et al.'s
+code does), and StableMax, whose probabilities grow linearly rather than exponentially with a
+positive logit. Logits are always up-cast before either, whatever the compute precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from arbiter.core.data import IGNORE_INDEX
+
+# `training.loss_dtype` as a torch dtype.
+LOSS_DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
+
+
+def log_stablemax(logits: Tensor, dim: int = -1) -> Tensor:
+    """The log of StableMax: s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0, normalised to
+    probabilities s(x_i) / sum_j s(x_j) along `dim`."""
+    # log s(x) = log1p(x) above zero, -log1p(-x) below. Each branch gets only the inputs it is
+    # finite for, so the branch torch.where discards cannot put an inf or a nan into gradients.
+    positive = logits.clamp(min=0)
+    negative = logits.clamp(max=0)
+    log_s = torch.where(logits >= 0, torch.log1p(positive), -torch.log1p(-negative))
+    return log_s - torch.logsumexp(log_s, dim=dim, keepdim=True)
+
+
+def cross_entropy(
+    logits: Tensor,
+    y: Tensor,
+    kind: str = "softmax",
+    dtype: torch.dtype = torch.float32,
+    reduction: str = "mean",
+) -> Tensor:
+    """Cross-entropy of logits (..., V) against targets y (...), e.g. (B, T, V) with (B, T) or
+    (B, 1, V) with (B, 1); targets equal to IGNORE_INDEX are not scored.
+
+    kind: "softmax" or "stablemax"; dtype: the precision of the loss (logits are up-cast to it
+    first); reduction: "mean" or "sum" over the scored positions, or "none": the loss of each
+    scored position, flattened (this one syncs with the host to find them).
+    """
+    if kind not in ("softmax", "stablemax"):
+        raise ValueError(f"unknown loss kind {kind!r}; allowed: softmax, stablemax")
+    logits = logits.to(dtype)
+    log_probs = F.log_softmax(logits, dim=-1) if kind == "softmax" else log_stablemax(logits)
+    log_probs, targets = log_probs.flatten(0, -2), y.flatten()
+    if reduction == "none":
+        scored = targets != IGNORE_INDEX
+        return F.nll_loss(log_probs[scored], targets[scored], reduction="none")
+    return F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
+
+
+def margins(logits: Tensor, y: Tensor) -> Tensor:
+    """For each scored position, flattened: the correct class's logit minus the largest other
+    logit (float32 or wider). Positive where the prediction is right; large before a collapse."""
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    rows, targets = logits.flatten(0, -2).to(dtype), y.flatten()
+    scored = targets != IGNORE_INDEX
+    rows, targets = rows[scored], targets[scored].unsqueeze(1)
+    correct = rows.gather(1, targets).squeeze(1)
+    others = rows.scatter(1, targets, float("-inf")).amax(dim=1)
+    return correct - others
