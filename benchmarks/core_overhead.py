@@ -125,6 +125,7 @@ class StepClock(Task):
     def __init__(self, task: Task) -> None:
         self.task = task
         self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
+        self.answer_only = task.answer_only
         self.stamps: list[float] = []
 
     def train_batch(self) -> Batch:

@@ -123,8 +123,8 @@ CASES = [
          "sweep.pbt.perturbation_interval", "not a multiple of checkpoint.interval = 1000",
          files={T: space('"training.weight_decay" = [0.1, 1.0]', "[sweep]\nscheduler = 'pbt'\n"
                          "[sweep.pbt]\nperturbation_interval = 1500\n")}),
-    case("bad-literal", ["validate", T], "model.mlp", "'swiglu' or 'gelu'", "'relu'",
-         files={T: "[model]\nmlp = 'relu'\n"}),
+    case("bad-literal", ["validate", T], "model.mlp", "'swiglu', 'gelu' or 'relu'", "'tanh'",
+         files={T: "[model]\nmlp = 'tanh'\n"}),
     case("heads", ["validate", T], "model.n_heads", "model.dim = 100 is not divisible",
          files={T: "[model]\ndim = 100\nn_heads = 3\n"}),
     case("odd-head-size", ["validate", T], "model.n_heads", "head size dim / n_heads = 3 is odd",
