@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench repro clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ bench: install
 	$(BIN)/python benchmarks/grokking_scheduler.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/startup.py
+
+# The published results of docs/reproductions.md as full sweeps (long: the 30% trial of nanda
+# trains ~8,000 full-batch steps on a + b mod 113).
+repro: install
+	$(BIN)/python benchmarks/reproduce.py nanda
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

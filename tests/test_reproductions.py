@@ -1,0 +1,49 @@
+"""Cut-down reproductions: each published effect keeps its direction at a small scale.
+
+The full runs are `python benchmarks/reproduce.py NAME` (figures in docs/reproductions.md); here
+the same templates run as real sweeps on an embedded Ray with a small modulus and few steps.
+The softmax-collapse effect (Prieto et al.) is checked in tests/test_loop.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_benchmarks import ROOT, table_rows
+
+from arbiter.report import load_report
+
+pytestmark = pytest.mark.slow
+
+
+def reproduce(name: str, storage: Path, *sets: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`benchmarks/reproduce.py NAME --set ...` into `storage`: the run and its experiment."""
+    report = ROOT / "docs" / "reproductions.md"
+    before = report.read_text()
+    flags = [flag for value in sets for flag in ("--set", value)]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/reproduce.py", name, "--storage", storage, *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: goal not met
+    assert report.read_text() == before  # a run with --set is never written down
+    (experiment,) = storage.iterdir()
+    return done, experiment
+
+
+def test_nanda_more_training_data_generalizes_sooner(tmp_path):
+    """Nanda et al.'s recipe mod 31 for 600 full-batch steps: every fraction memorizes its
+    training set, and the larger the fraction, the lower the test loss."""
+    cut_down = ["data.modulus=31", "training.steps=600", "training.eval_interval=100",
+                "logging.log_interval=100"]  # fmt: skip
+    done, experiment = reproduce("nanda", tmp_path, *cut_down)
+    rows = table_rows(done.stdout)
+    assert [row[0] for row in rows] == ["0.3", "0.4", "0.5", "0.6"], done.stdout[-3000:]
+    trials = sorted(load_report(experiment).trials, key=lambda t: t.config["data.train_fraction"])
+    assert all(t.final["train/accuracy"] == 1.0 for t in trials)
+    test_loss = [t.final["val/loss"] for t in trials]
+    assert test_loss[-1] < test_loss[0] / 2, test_loss
+    assert test_loss == sorted(test_loss, reverse=True), test_loss
