@@ -50,14 +50,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 from arbiter.config import Config
 from arbiter.core import loop as core_loop
@@ -301,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = CASES
     if args.smoke_test:
         cases, args.steps, args.base_steps, args.rounds = SMOKE_CASES, 10, 3, 1
-    started, load_before = datetime.now(timezone.utc), load_average()
+    started = Started()
 
     for case in cases:
         worst = check_same_work(case, args.base_steps)
@@ -334,15 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(notes)
     if not (args.no_write or args.smoke_test):
-        elapsed = round((datetime.now(timezone.utc) - started).total_seconds())
-        section = (
-            f"\n## {started:%Y-%m-%d %H:%M} UTC: training core overhead over plain PyTorch\n\n"
-            f"Command: `{command_line()}`\n\n"
-            f"Machine: {machine()}\n\n"
-            # Other processes slow both loops and widen the ranges: say how busy it was.
-            f"Load average (1 min): {load_before} before, {load_average()} after "
-            f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"
-            f"{table}\n\n{notes}\n"
+        section = started.section(
+            "training core overhead over plain PyTorch", f"{table}\n\n{notes}"
         )
         append_report(REPORT, section)
         print(f"\nappended to {REPORT}", file=sys.stderr)

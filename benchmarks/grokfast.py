@@ -23,12 +23,11 @@ import contextlib
 import multiprocessing
 import statistics
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 from arbiter.core.loop import train
 from arbiter.loading import load_config
@@ -111,6 +110,7 @@ def main() -> None:
     if args.smoke_test:
         args.weight_decay, args.seeds, args.steps = [1.0], [0], 100
 
+    started = Started()
     jobs = [(wd, seed, grokfast, args) for wd in args.weight_decay for seed in args.seeds
             for grokfast in (False, True)]  # fmt: skip
     with multiprocessing.get_context("spawn").Pool(2) as pool:
@@ -121,13 +121,11 @@ def main() -> None:
         if speedups
         else "No pair grokked both ways within the budget"
     )
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        f"\n## Grokfast: steps to grok, a + b mod 97 with 30% of the table ({when})\n\n"
-        f"Command: `{command_line()}`  \nMachine: {machine()}; load average before: "
-        f"{load_average()}  \nGrokfast alpha {args.alpha}, lamb {args.lamb}; evaluation every "
-        f"{args.eval_interval} steps; budget {args.steps} steps; two runs at a time, one thread "
-        f"each.\n\n{text}\n\n{summary}.\n"
+    section = started.section(
+        "Grokfast, steps to grok, a + b mod 97 with 30% of the table",
+        f"Grokfast alpha {args.alpha}, lamb {args.lamb}; evaluation every {args.eval_interval} "
+        f"steps; budget {args.steps} steps; two runs at a time, one thread each.\n\n"
+        f"{text}\n\n{summary}.",
     )
     print(section)
     if not (args.smoke_test or args.no_write):

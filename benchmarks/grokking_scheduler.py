@@ -30,10 +30,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 from arbiter.config import GrokkingOptions
 from arbiter.core.grokking import THRESHOLD, measures_from_rows
@@ -188,7 +187,7 @@ def main() -> None:
         fit_budget=args.fit_budget, window=args.window, weight_decays=weight_decays,
         train_fractions=train_fractions, seeds=list(range(args.seeds)),
     )  # fmt: skip
-    started, load_before = datetime.now(timezone.utc), load_average()
+    started = Started()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         template = work / "grid.toml"
@@ -201,11 +200,8 @@ def main() -> None:
     if args.smoke_test or args.no_write:
         return
     trials = len(weight_decays) * len(train_fractions) * args.seeds
-    section = (
-        f"\n## {started:%Y-%m-%d %H:%M} UTC: grokking scheduler vs ASHA vs FIFO\n\n"
-        f"Command: `{command_line()}`\n\n"
-        f"Machine: {machine()}\n\n"
-        f"Load average (1 min): {load_before} before, {load_average()} after\n\n"
+    section = started.section(
+        "grokking scheduler vs ASHA vs FIFO",
         f"{trials} trials per scheduler: a + b mod {args.modulus}, {args.layers} x {args.dim} "
         f"model, AdamW lr 1e-3 constant, {args.steps} steps, evaluated every "
         f"{args.eval_interval}; weight decay {weight_decays} x train fraction "
@@ -216,7 +212,7 @@ def main() -> None:
         f"{args.window}, min_norm_drop {DEFAULTS.min_norm_drop}, min_val_gain "
         f"{DEFAULTS.min_val_gain}. Grokked = validation accuracy reached {THRESHOLD}; steps "
         f"spent = sum of each trial's last step; a cell: the step the trial ended at (and "
-        f"where it grokked).\n\n{text}\n\n{goal_text}\n"
+        f"where it grokked).\n\n{text}\n\n{goal_text}",
     )
     append_report(REPORT, section)
 

@@ -69,7 +69,6 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 from arbiter.config import Config
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
@@ -499,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for layers in args.layers
         for dim in args.dim
     ]  # fmt: skip
-    started, load_before = datetime.now(timezone.utc), load_average()
+    started = Started()
     rows = []
     with tempfile.TemporaryDirectory(prefix="arbiter-bench-") as tmp:
         data = Path(tmp)
@@ -540,15 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = f"{memory}\n\n{speed}\n\n" + "\n".join(goals(rows)) + f"\n\n{notes}"
     print(text)
     if not (args.no_write or args.smoke_test):
-        elapsed = round((datetime.now(timezone.utc) - started).total_seconds())
-        section = (
-            f"\n## {started:%Y-%m-%d %H:%M} UTC: memory with and without gradient "
-            "checkpointing, measured against the --dry-run estimate\n\n"
-            f"Command: `{command_line()}`\n\n"
-            f"Machine: {machine()}\n\n"
-            f"Load average (1 min): {load_before} before, {load_average()} after "
-            f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"
-            f"{text}\n"
+        section = started.section(
+            "memory with and without gradient checkpointing, measured against the --dry-run "
+            "estimate",
+            text,
         )
         append_report(REPORT, section)
         print(f"\nappended to {REPORT}", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""Shared by the benchmarks: the machine they ran on, the command, and docs/benchmarks.md."""
+"""Shared by the benchmarks: the machine they ran on, the command, and docs/benchmarks.md.
+
+`Started` builds the header every section of docs/benchmarks.md shares: start time, command,
+machine, load average before and after, time elapsed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import platform
 import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -63,3 +68,33 @@ def append_report(path: Path, text: str) -> None:
         path.write_text(REPORT_HEADER, encoding="utf-8")
     with path.open("a", encoding="utf-8") as handle:
         handle.write(text)
+
+
+class Started:
+    """A benchmark's start, for the header of the section it appends to docs/benchmarks.md.
+
+    Create it when the benchmark begins, before any measured work: it records the UTC start time
+    (`start`) and the load average then (`load_before`). `section` adds the rest at the end.
+    """
+
+    def __init__(self) -> None:
+        self.start = datetime.now(timezone.utc)
+        self.load_before = load_average()
+
+    def section(self, title: str, body: str) -> str:
+        """The whole markdown section, ready for `append_report`.
+
+        A blank line, `## <start> UTC: <title>`, the command, the machine, the load average before
+        and now with the time elapsed since the start, then `body` and a final newline.
+        """
+        elapsed = round((datetime.now(timezone.utc) - self.start).total_seconds())
+        body = body.rstrip("\n")  # one final newline, whether or not body ends with one
+        return (
+            f"\n## {self.start:%Y-%m-%d %H:%M} UTC: {title}\n\n"
+            f"Command: `{command_line()}`\n\n"
+            f"Machine: {machine()}\n\n"
+            # Other work on the machine slows every benchmark: say how busy it was, and how long.
+            f"Load average (1 min): {self.load_before} before, {load_average()} after "
+            f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"
+            f"{body}\n"
+        )

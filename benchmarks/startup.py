@@ -49,11 +49,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 from arbiter.status import result_rows
 
@@ -309,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.smoke_test:
         args.rounds = 1
-    started, load_before = datetime.now(timezone.utc), load_average()
+    started = Started()
     rounds = []
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="arbiter-bench-") as tmp:
@@ -332,15 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(notes)
     if not (args.no_write or args.smoke_test):
-        elapsed = round((datetime.now(timezone.utc) - started).total_seconds())
-        section = (
-            f"\n## {started:%Y-%m-%d %H:%M} UTC: start-up, `arbiter sweep` and `arbiter resume` "
-            "to the first step\n\n"
-            f"Command: `{command_line()}`\n\n"
-            f"Machine: {machine()}\n\n"
-            f"Load average (1 min): {load_before} before, {load_average()} after "
-            f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"
-            f"{table}\n\n{notes}\n"
+        section = started.section(
+            "start-up, `arbiter sweep` and `arbiter resume` to the first step",
+            f"{table}\n\n{notes}",
         )
         append_report(REPORT, section)
         print(f"\nappended to {REPORT}", file=sys.stderr)

@@ -23,10 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from report import REPORT, append_report, command_line, load_average, machine
+from report import REPORT, Started, append_report
 
 TEMPLATE = """
 [model]
@@ -121,7 +120,7 @@ def main() -> None:
         raw_tune(Path(args.raw[0]), args.raw[1], Path(args.raw[2]), args.concurrency)
         return
     steps = 50 if args.smoke_test else args.steps
-    started, load_before = datetime.now(timezone.utc), load_average()
+    started = Started()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     head, address = start_cluster(args.concurrency, env)
     try:
@@ -156,14 +155,11 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if not args.smoke_test:
-        section = (
-            f"\n## {started:%Y-%m-%d %H:%M} UTC: sweep overhead, arbiter sweep vs raw Ray Tune\n\n"
-            f"Command: `{command_line()}`\n\n"
-            f"Machine: {machine()}\n\n"
-            f"Load average (1 min): {load_before} before, {load_average()} after\n\n"
+        section = started.section(
+            "sweep overhead, arbiter sweep vs raw Ray Tune",
             f"8 trials (1 x 64 modular model, {steps} steps each), CPU trials on a `ray start` "
             f"cluster with {args.concurrency} CPUs that both drivers join; ideal = sum of the "
-            f"trials' own times / {args.concurrency}.\n\n{text}\n"
+            f"trials' own times / {args.concurrency}.\n\n{text}",
         )
         append_report(REPORT, section)
 
