@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arbiter.core.grokking import PHASE_ACCURACY, PHASE_GAP, PHASES, phase
 from arbiter.report import Report, TrialReport
 
 
@@ -128,28 +129,11 @@ def prieto_table(report: Report) -> tuple[str, bool]:
     return "\n".join(lines) + "\n", met
 
 
-# Liu et al. 2022, Table 1: thresholds on accuracy and on the gap between fitting and
-# generalizing (their budget 10^5 steps, gap 10^3; the budget here is the template's steps)
-PHASE_ACCURACY = 0.9
-PHASE_GAP = 1000
-PHASES = ("comprehension", "grokking", "memorization", "confusion")
-
-
-def phase(trial: TrialReport) -> str:
-    fit = first_step(trial, "train/accuracy", lambda a: a > PHASE_ACCURACY)
-    general = first_step(trial, "val/accuracy", lambda a: a > PHASE_ACCURACY)
-    if fit is None:
-        return "confusion" if general is None else "comprehension"
-    if general is None:
-        return "memorization"
-    return "comprehension" if general - fit < PHASE_GAP else "grokking"
-
-
 def phases_table(report: Report) -> tuple[str, bool]:
     rates = sorted({t.config["training.learning_rate"] for t in report.trials})
     decays = sorted({t.config["training.weight_decay"] for t in report.trials})
     cells = {
-        (t.config["training.weight_decay"], t.config["training.learning_rate"]): phase(t)
+        (t.config["training.weight_decay"], t.config["training.learning_rate"]): phase(t.rows)
         for t in report.trials
     }
     lines = [
@@ -162,8 +146,8 @@ def phases_table(report: Report) -> tuple[str, bool]:
     met = len(found) == len(PHASES)
     lines += [
         "",
-        f"Phases (Liu et al. 2022, Table 1, with {PHASE_ACCURACY:.0%} accuracy and a "
-        f"{PHASE_GAP:,}-step gap): found {', '.join(found) or 'none'}. Goal: all four regions "
+        f"Phases (Liu et al. 2022, Table 1: {PHASE_ACCURACY:.0%} accuracy, a {PHASE_GAP:,}-step "
+        f"gap): found {', '.join(found) or 'none'}. Goal: all four regions "
         f"appear: {verdict(met)}.",
     ]
     return "\n".join(lines) + "\n", met

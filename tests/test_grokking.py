@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from arbiter.core.grokfast import Grokfast
-from arbiter.core.grokking import GrokClock, measures_from_rows
+from arbiter.core.grokking import GrokClock, measures_from_rows, phase
 
 
 def evaluation(step: int, train: float, val: float) -> dict:
@@ -25,6 +25,26 @@ def test_the_clock_records_the_first_step_at_each_threshold():
     clock.observe(evaluation(400, 1.0, 0.995))
     clock.observe(evaluation(500, 1.0, 0.5))  # nor a later collapse steps_to_grok
     assert clock.metrics() == {"steps_to_fit": 200, "steps_to_grok": 400, "grok_delay": 200}
+
+
+def run(*points: tuple[int, float, float]) -> list[dict]:
+    return [evaluation(step, train, val) for step, train, val in points]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (run((100, 0.95, 0.5), (900, 1.0, 0.95)), "comprehension"),  # 800 steps apart
+        (run((100, 0.95, 0.5), (1100, 1.0, 0.95)), "grokking"),  # exactly the gap: grokking
+        (run((100, 0.95, 0.5), (5000, 1.0, 0.6)), "memorization"),
+        (run((100, 0.5, 0.3), (5000, 0.8, 0.7)), "confusion"),
+        (run((100, 0.5, 0.91)), "comprehension"),  # validation first: nothing to wait for
+        (run((100, 0.9, 0.9), (200, 0.9, 0.9)), "confusion"),  # 90% is not past 90%
+    ],
+    ids=["comprehension", "grokking", "memorization", "confusion", "val-first", "at-90"],
+)
+def test_phases_follow_liu_et_al_table_1(rows, expected):
+    assert phase(rows) == expected
 
 
 def test_grokking_without_a_recorded_fit_has_no_delay():

@@ -1,7 +1,8 @@
 """Cut-down reproductions: each published effect keeps its direction at a small scale.
 
 The full runs are `python benchmarks/reproduce.py NAME` (figures in docs/reproductions.md); here
-the same templates run as real sweeps on an embedded Ray with a small modulus and few steps.
+the same templates run with a small modulus and few steps: as a real sweep on an embedded Ray
+through the same script, or in-process through the training core where only the trend matters.
 The softmax-collapse effect (Prieto et al.) is checked in tests/test_loop.py.
 """
 
@@ -14,7 +15,13 @@ from pathlib import Path
 import pytest
 from test_benchmarks import ROOT, table_rows
 
+from arbiter.core.grokking import phase
+from arbiter.core.loop import train
+from arbiter.core.metrics import read_metrics
+from arbiter.loading import load_config
 from arbiter.report import load_report
+from arbiter.templates import find_template
+from arbiter.trials import trial_config
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +54,26 @@ def test_nanda_more_training_data_generalizes_sooner(tmp_path):
     test_loss = [t.final["val/loss"] for t in trials]
     assert test_loss[-1] < test_loss[0] / 2, test_loss
     assert test_loss == sorted(test_loss, reverse=True), test_loss
+
+
+def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:
+    """One point of a reproduction template, trained in-process; its metric rows."""
+    base = load_config(find_template(template)).run_settings()
+    out = tmp_path / "-".join(f"{v}" for v in settings.values())
+    train(trial_config(base, {**settings, "checkpoint.enable": False}), out)
+    return read_metrics(out)
+
+
+def test_phases_weight_decay_shortens_the_plateau_and_too_much_confuses(tmp_path):
+    """Liu et al.'s phases on a + b mod 59 over 1,000 steps: weight decay 1 comprehends,
+    none fits long before it generalizes (if it does), decay 10 at lr 1e-2 never fits."""
+
+    def cell(learning_rate: float, weight_decay: float) -> str:
+        settings = {"data.modulus": 59, "training.steps": 1000,
+                    "training.learning_rate": learning_rate,
+                    "training.weight_decay": weight_decay}  # fmt: skip
+        return phase(template_run(tmp_path, "repro_phases.toml", settings))
+
+    assert cell(1e-3, 1.0) == "comprehension"
+    assert cell(1e-3, 0.0) in ("grokking", "memorization")
+    assert cell(1e-2, 10.0) == "confusion"

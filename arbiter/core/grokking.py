@@ -4,7 +4,8 @@
 the first with validation accuracy >= `THRESHOLD`, and `grok_delay` the steps between them (the
 length of the memorization plateau). They are measured at evaluation steps, so their resolution
 is `training.eval_interval`. The loop reports them with every metric row once they are known;
-`measures_from_rows` recomputes them from a trial's result rows (for reports and old runs).
+`measures_from_rows` recomputes them from a trial's result rows (for reports and old runs), and
+`phase` names the regime of a finished run the way Liu et al. (2022) draw their phase diagrams.
 """
 
 from __future__ import annotations
@@ -58,3 +59,30 @@ def measures_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         if "eval_step" in row:
             clock.observe(row)
     return clock.metrics()
+
+
+# Liu et al. 2022 ("Towards Understanding Grokking: An Effective Theory of Representation
+# Learning"), Appendix A, Table 1: accuracy thresholds and the largest fit-to-generalize gap of
+# a run that comprehends (their budget is 10^5 steps; here it is the run's own length).
+PHASE_ACCURACY = 0.9
+PHASE_GAP = 1000
+PHASES = ("comprehension", "grokking", "memorization", "confusion")
+
+
+def phase(rows: Iterable[Mapping[str, Any]], gap: int = PHASE_GAP) -> str:
+    """The phase of a finished run from its metric rows: comprehension (train and validation
+    accuracy pass 90% less than `gap` steps apart), grokking (validation passes 90% `gap` or
+    more steps after training does), memorization (only training does) or confusion (neither).
+    """
+    fit = generalize = None
+    for row in rows:
+        step = row.get("eval_step", row.get("step"))
+        if fit is None and row.get(FIT_METRIC, 0.0) > PHASE_ACCURACY:
+            fit = step
+        if generalize is None and row.get(GROK_METRIC, 0.0) > PHASE_ACCURACY:
+            generalize = step
+    if generalize is None:
+        return "confusion" if fit is None else "memorization"
+    if fit is None or generalize - fit < gap:
+        return "comprehension"
+    return "grokking"
