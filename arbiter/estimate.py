@@ -49,13 +49,18 @@ def training_flops_per_token(config: Config) -> int:
     """Forward plus backward FLOPs per token: 6 per matmul weight plus 12 L d T for attention.
 
     The embedding lookup costs nothing but the output head is a matmul even when tied (the PaLM
-    appendix convention; causal masking is not discounted, as in nanoGPT's MFU figure).
+    appendix convention; causal masking is not discounted, as in nanoGPT's MFU figure). On the
+    modular task only the answer is scored: the last block computes keys and values for every
+    position but its queries, attention output, MLP and the head for the last one alone.
     """
     m = config.model
     d, vocab, seq = m.dim, config.vocab_size(), config.seq_len()
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
-    matmul_weights = m.n_layers * (4 * d * d + mlp_matrices * d * m.hidden_dim()) + vocab * d
-    return 6 * matmul_weights + 12 * m.n_layers * d * seq
+    per_position = d * d + mlp_matrices * d * m.hidden_dim() + vocab * d  # after q, k, v
+    share = 1 / seq if config.data.task == "modular" else 1.0  # of the last block and head
+    matmul_weights = (m.n_layers - 1) * (4 * d * d + mlp_matrices * d * m.hidden_dim()) \
+        + 3 * d * d + share * per_position  # fmt: skip
+    return round(6 * matmul_weights + 12 * d * seq * (m.n_layers - 1 + share))
 
 
 def training_memory_bytes(config: Config) -> int:

@@ -40,11 +40,27 @@ def test_parameter_count_matches_the_model(model):
 
 
 def test_flops_are_dominated_by_six_times_weights():
-    config = Config.model_validate({"model": {"dim": 256, "n_layers": 4, "n_heads": 4}})
+    model = {"dim": 256, "n_layers": 4, "n_heads": 4, "vocab_size": 99}
+    config = Config.model_validate(
+        {"model": model, "data": {"task": "tokens", "path": "x"}, "training": {"seq_len": 4}}
+    )
     cost = estimate(config)
     embedding = config.vocab_size() * config.model.dim
     # 6 FLOPs per weight per token, plus a small attention term for T = 4
     assert 6 * (cost.params - embedding) <= cost.flops_per_token < 6.1 * cost.params
+
+
+def test_the_modular_task_counts_its_last_block_for_the_answer_alone():
+    """Same model and sequence: the last block's queries, projection, MLP and the head run for
+    one position of four, so 3/4 of their FLOPs (and of that block's attention) are not spent."""
+    model = {"dim": 256, "n_layers": 4, "n_heads": 4, "mlp": "gelu"}
+    modular = Config.model_validate({"model": model, "data": {"modulus": 97}})
+    tokens = Config.model_validate({"model": {**model, "vocab_size": 99},
+                                    "training": {"seq_len": 4},
+                                    "data": {"task": "tokens", "path": "x"}})  # fmt: skip
+    d, per_position = 256, 256 * 256 + 2 * 256 * 1024 + 99 * 256
+    saved = 6 * per_position * 3 / 4 + 12 * d * 4 * 3 / 4
+    assert estimate(tokens).flops_per_token - estimate(modular).flops_per_token == round(saved)
 
 
 def test_gradient_checkpointing_and_precision_change_memory():

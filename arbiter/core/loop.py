@@ -1,10 +1,12 @@
 """The training loop every run goes through: `arbiter train` and every Tune trial.
 
 Read it as an algorithm box: resolve hardware, build model/data/optimizer, restore a checkpoint if
-one is given, then per optimizer step accumulate micro-batch gradients under autocast, unscale,
-clip, step; every `log_interval` steps report metrics, every `eval_interval` steps evaluate, every
-`checkpoint.interval` steps (and at the last) save. Host-device syncs happen only at log steps.
-A caller plugs in through `Reporter` (a Tune trial reports to Tune); the loop never imports Ray.
+one is given, then per optimizer step accumulate micro-batch gradients under autocast (the loss in
+fp32 or fp64, softmax or StableMax), unscale, filter (Grokfast, ⊥Grad), clip, step; every
+`log_interval` steps report metrics, every `eval_interval` steps evaluate (with the
+softmax-collapse diagnostics), every `checkpoint.interval` steps (and at the last) save.
+Host-device syncs happen only at log steps. A caller plugs in through `Reporter` (a Tune trial
+reports to Tune); the loop never imports Ray.
 """
 
 from __future__ import annotations
