@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arbiter.core.grokking import THRESHOLD, measures_from_rows
+from arbiter.core.grokking import PHASE_ACCURACY, PHASE_GAP, THRESHOLD, measures_from_rows, phase
 from arbiter.errors import UserError
 from arbiter.experiment import find_experiment, read_record
 from arbiter.status import TrialStatus, read_trials, result_rows
@@ -41,6 +41,7 @@ class TrialReport:
     final: dict[str, float]
     best: float | None
     error: str | None
+    phase: str | None  # Liu et al.'s phase at the last row (None without rows)
     rows: list[dict[str, Any]] = field(repr=False)
 
 
@@ -106,6 +107,7 @@ def trial_report(status: TrialStatus, rows: Iterable[Mapping[str, Any]]) -> Tria
         final={k: last[k] for k in FINAL_KEYS if is_number(last.get(k))},
         best=status.best,
         error=status.error,
+        phase=phase(rows) if rows else None,
         rows=rows,
     )
 
@@ -203,6 +205,7 @@ def summary_json(report: Report, plots: Mapping[str, str]) -> dict[str, Any]:
                 "config": t.config,
                 "step": t.step,
                 **{k: t.measures.get(k) for k in GROK_KEYS},
+                "phase": t.phase,
                 "final": {k: t.final.get(k) for k in FINAL_KEYS},
                 "best": t.best,
                 "error": t.error,
@@ -235,7 +238,10 @@ def summary_markdown(report: Report, plots: Mapping[str, str]) -> str:
         "",
         f"`steps_to_fit` and `steps_to_grok` are the first evaluated steps with train and "
         f"validation accuracy >= {THRESHOLD}, `grok_delay` the steps between them; `-` means "
-        "not reached (yet). They are measured at the reported evaluations.",
+        "not reached (yet). They are measured at the reported evaluations. `phase` is the "
+        f"trial's regime so far by Liu et al. (2022): train and validation accuracy past "
+        f"{PHASE_ACCURACY} less than {PHASE_GAP} steps apart (comprehension) or more (grokking), "
+        "only train (memorization), neither (confusion).",
         "",
         "## Best trials",
         "",
@@ -251,7 +257,7 @@ def summary_markdown(report: Report, plots: Mapping[str, str]) -> str:
         lines.append("No trial has reported the metric yet.")
     lines += ["", "All other settings are the template's (saved in `arbiter.json`).", ""]
     lines += ["## Trials", ""]
-    header = ["trial", *report.keys, "state", "step", *GROK_KEYS,
+    header = ["trial", *report.keys, "state", "step", *GROK_KEYS, "phase",
               "train acc", "val acc", "train loss", "val loss"]  # fmt: skip
     lines.append(_md_row(header))
     lines.append(_md_row(["---"] * len(header)))
@@ -259,7 +265,7 @@ def summary_markdown(report: Report, plots: Mapping[str, str]) -> str:
         lines.append(
             _md_row([
                 t.id, *(fmt(t.config.get(k)) for k in report.keys), t.status, fmt(t.step),
-                *(fmt(t.measures.get(k)) for k in GROK_KEYS),
+                *(fmt(t.measures.get(k)) for k in GROK_KEYS), fmt(t.phase),
                 *(fmt(t.final.get(k)) for k in FINAL_KEYS),
             ])
         )  # fmt: skip

@@ -132,12 +132,14 @@ def test_summary_lists_every_trial_with_null_for_unreached(tmp_path):
     assert by_id["t0"]["steps_to_grok"] == 550 and by_id["t0"]["grok_delay"] == 350
     assert by_id["t2"]["steps_to_fit"] == 200 and by_id["t2"]["steps_to_grok"] is None
     assert by_id["t3"]["step"] is None and by_id["t3"]["final"]["val/accuracy"] is None
+    phases = [by_id[t]["phase"] for t in by_id]
+    assert phases == ["comprehension", "comprehension", "memorization", None]
     assert data["swept"] == ["data.train_fraction", "training.weight_decay"]
     assert data["best"] == ["t1", "t0", "t2"] and data["plots"] == plots
     text = summary_markdown(report, plots)
     table = [line for line in text.splitlines() if re.match(r"\| t\d ", line)]
     assert [line.split("|")[1].strip() for line in table] == ["t0", "t1", "t2", "t3"]
-    assert "| t2 | 0.3 | 1 | TERMINATED | 600 | 200 | - | - |" in text
+    assert "| t2 | 0.3 | 1 | TERMINATED | 600 | 200 | - | - | memorization |" in text
     assert "](grokking_curves.png)" in text and "](phase_diagram.png)" in text
     assert "1. **t1**" in text and "`training.weight_decay = 0.1`" in text
 
