@@ -124,6 +124,12 @@ def run(*argv, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(arbiter(*argv), capture_output=True, text=True, timeout=timeout)
 
 
+def start(*argv) -> subprocess.Popen:
+    """The command line in the background (a sweep's driver), its output merged on `stdout`."""
+    return subprocess.Popen(arbiter(*argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
 def status(name: str, storage: Path) -> dict:
     done = run("status", name, "--storage", storage, "--json")
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status, tiny_run
+from conftest import run, start, status, tiny_run
 
 from arbiter.core.checkpoint import latest_checkpoint
 from arbiter.status import result_rows
@@ -58,8 +58,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path,
     template = write("one.toml", tiny_run(1500, ONE_TRIAL))  # long enough to be cut
     sweep = ("sweep", "--template", template, "--gpus", 2, "--address", cluster,
              "--storage", tmp_path)  # fmt: skip
-    driver = subprocess.Popen(arbiter(*sweep, "--name", "killed"), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = start(*sweep, "--name", "killed")
     experiment = tmp_path / "killed"
     wait_for(lambda: any(r["step"] >= 200 for r in trial_rows(experiment)), "step 200", driver)
     worker = trial_rows(experiment)[-1]["pid"]  # the process the trial runs in
@@ -82,11 +81,8 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path,
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path, write):
     template = write("one.toml", tiny_run(2000, ONE_TRIAL))
-    driver = subprocess.Popen(
-        arbiter("sweep", "--template", template, "--gpus", 1, "--address", cluster,
-                "--storage", tmp_path, "--name", "torn"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    driver = start("sweep", "--template", template, "--gpus", 1, "--address", cluster,
+                   "--storage", tmp_path, "--name", "torn")  # fmt: skip
     experiment = tmp_path / "torn"
     wait_for(lambda: len(list(experiment.glob("*/checkpoint_*/meta.json"))) >= 4, "4 checkpoints",
              driver)  # fmt: skip

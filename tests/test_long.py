@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status, tiny_run
+from conftest import run, start, status, tiny_run
 
 from arbiter.status import result_rows
 
@@ -52,8 +52,7 @@ def test_a_killed_worker_and_a_killed_driver_only_cost_steps_since_a_checkpoint(
     template = write("long.toml", tiny_run(2000, LONG))
     command = long_command(template, cluster, tmp_path)
     experiment = tmp_path / "run"
-    driver = subprocess.Popen(arbiter(*command), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = start(*command)
     worker = wait_until_step(experiment, 500, driver)[-1]["pid"]
     os.kill(worker, signal.SIGKILL)  # Tune retries the run in a new worker
     wait_until_step(experiment, 1000, driver)
@@ -85,8 +84,7 @@ def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, wri
     template = write("long.toml", tiny_run(1_000_000, LONG))
     command = long_command(template, cluster, tmp_path)
     experiment = tmp_path / "run"
-    driver = subprocess.Popen(arbiter(*command), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = start(*command)
     wait_until_step(experiment, 300, driver)
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)

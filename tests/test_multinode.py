@@ -16,7 +16,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import RAY, arbiter, run, status, tiny_run
+from conftest import RAY, run, start, status, tiny_run
 
 from arbiter.status import result_rows
 from arbiter.sweep import storage_warning
@@ -109,11 +109,8 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
 def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_path, write):
     address, second = two_nodes
     template = write("grid.toml", grid(2000, [0, 1]))
-    driver = subprocess.Popen(
-        arbiter("sweep", "--template", template, "--gpus", 4, "--address", address,
-                "--storage", tmp_path, "--name", "lost"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    driver = start("sweep", "--template", template, "--gpus", 4, "--address", address,
+                   "--storage", tmp_path, "--name", "lost")  # fmt: skip
     experiment = tmp_path / "lost"
     deadline = time.monotonic() + 240
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import arbiter, run, status, tiny_run
+from conftest import run, start, status, tiny_run
 
 from arbiter.status import result_rows
 
@@ -108,11 +107,8 @@ def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
 def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write, sig):
     steps = 1500
     template = write("long.toml", tiny_run(steps, GRID_8))
-    driver = subprocess.Popen(
-        arbiter("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-                "--storage", tmp_path, "--name", "cut"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    driver = start("sweep", "--template", template, "--gpus", 2, "--address", cluster,
+                   "--storage", tmp_path, "--name", "cut")  # fmt: skip
     experiment = tmp_path / "cut"
     deadline = time.monotonic() + 240
     while True:  # until two trials finished and two more are past a checkpoint
