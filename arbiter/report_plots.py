@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,9 @@ def weight_norm(report: Report) -> Figure:
 
 
 def phase_diagram(report: Report) -> Figure:
-    """Steps to grok over the two swept parameters: a heatmap of the grid's cells, or a scatter
-    when the values are draws (too many distinct values for a readable grid)."""
+    """Steps to grok over the two swept parameters: a heatmap of the grid's cells, each labelled
+    with its phase (Liu et al. 2022), or a scatter when the values are draws (too many distinct
+    values for a readable grid)."""
     kx, ky = report.swept
     xs = sort_values(t.config.get(kx) for t in report.trials)
     ys = sort_values(t.config.get(ky) for t in report.trials)
@@ -173,6 +175,10 @@ def phase_diagram(report: Report) -> Figure:
             texts[where] = f"{grid[where]:,.0f}{share}"
         else:
             texts[where] = "no grok" if all(_ended(t) for t in trials) else "not yet"
+        # the regime by Liu et al.'s criteria: the most common among repeats (ties: the first)
+        phases = Counter(t.phase for t in trials if t.phase)
+        if phases:
+            texts[where] += f"\n{phases.most_common(1)[0][0]}"
 
     fig = Figure(
         figsize=(max(5.5, 1.25 * len(xs) + 3.0), max(4.0, 0.85 * len(ys) + 2.2)),

@@ -164,7 +164,9 @@ def test_two_swept_parameters_draw_a_phase_diagram(tmp_path):
         assert_png(tmp_path / name)
     assert not (tmp_path / FILES["metric_vs_params"]).exists()
     texts = sorted(t.get_text() for t in phase_diagram(report).axes[0].texts)
-    assert texts == ["150", "550", "no grok", "not yet"]  # a running trial may still grok
+    # each cell: steps to grok, then the phase (a running trial may still grok)
+    assert texts == ["150\ncomprehension", "550\ncomprehension", "no grok\nmemorization",
+                     "not yet\nmemorization"]  # fmt: skip
 
 
 def test_repeats_of_a_grid_point_show_the_median_and_how_many_grokked(tmp_path):
@@ -175,7 +177,8 @@ def test_repeats_of_a_grid_point_show_the_median_and_how_many_grokked(tmp_path):
     ]
     report = make_report(tmp_path / "rep", "t.toml", "val/accuracy", "max", trials)
     texts = sorted(t.get_text() for t in phase_diagram(report).axes[0].texts)
-    assert texts == ["100", "200\n1/2 grokked", "400", "no grok"]
+    assert texts == ["100\ncomprehension", "200\n1/2 grokked\ncomprehension",
+                     "400\ncomprehension", "no grok\nmemorization"]  # fmt: skip
     labels = [ax.get_title() for ax in grokking_curves(report).axes if ax.get_visible()]
     assert "a=1, b=1 (t0)" in labels and len(labels) == 6  # repeats named by their id
 
