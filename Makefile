@@ -40,8 +40,8 @@ bench: install
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/startup.py
 
-# The published results of docs/reproductions.md as full sweeps: hours on a CPU (nanda's 30%
-# trial alone trains ~8,000 full-batch steps on a + b mod 113); add GPUS=N to use GPUs. A goal
+# The published results of docs/reproductions.md as full sweeps: hours on a CPU (nanda took 56
+# minutes on a 2-core CPU, phases 18); add GPUS=N to use GPUs. A goal
 # not met does not stop the others (exit code 1 of reproduce.py, ignored here).
 GPUS ?= 0
 repro: install
