@@ -81,7 +81,7 @@ def two_nodes():
         yield address, nodes[1]
     finally:
         for node in reversed(nodes):
-            stop(node)
+            stop(node, signal.SIGKILL)  # a throwaway cluster: a graceful stop took 20 s
 
 
 @pytest.mark.slow

@@ -65,11 +65,11 @@ def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:
 
 
 def test_phases_weight_decay_shortens_the_plateau_and_too_much_confuses(tmp_path):
-    """Liu et al.'s phases on a + b mod 59 over 1,000 steps: weight decay 1 comprehends,
+    """Liu et al.'s phases on a + b mod 59 over 800 steps: weight decay 1 comprehends,
     none fits long before it generalizes (if it does), decay 10 at lr 1e-2 never fits."""
 
     def cell(learning_rate: float, weight_decay: float) -> str:
-        settings = {"data.modulus": 59, "training.steps": 1000,
+        settings = {"data.modulus": 59, "training.steps": 800,
                     "training.learning_rate": learning_rate,
                     "training.weight_decay": weight_decay}  # fmt: skip
         return phase(template_run(tmp_path, "repro_phases.toml", settings))
