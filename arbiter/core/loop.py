@@ -202,8 +202,9 @@ def evaluate(
             scored = y != IGNORE_INDEX
             losses = loss_fn(logits, y, reduction="none")
             loss_sum += losses.sum()
-            zero += (losses == 0).sum()
-            margin = torch.maximum(margin, margins(logits, y).max())
+            if split == "train":  # the diagnostics are about the training examples only
+                zero += (losses == 0).sum()
+                margin = torch.maximum(margin, margins(logits, y).max())
             correct += (logits.argmax(-1)[scored] == y[scored]).sum()
             count += int(scored.sum())
         results[f"{split}/loss"] = loss_sum.item() / count
