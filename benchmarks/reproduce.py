@@ -4,8 +4,8 @@ Each reproduction is a packaged template (`configs/sweep_templates/repro_*.toml`
 through the real command line (`arbiter sweep`, then `arbiter report` for the plots), and a
 table that puts our figure next to the published one, with the goal it must meet:
 
-    python benchmarks/reproduce.py NAME [--gpus N] [--storage DIR] [--set KEY=VALUE ...]
-                                        [--no-write]
+    python benchmarks/reproduce.py NAME [--gpus N] [--address HOST:PORT] [--storage DIR]
+                                        [--set KEY=VALUE ...] [--no-write]
 
 - nanda: Nanda et al. 2023, the training-fraction sweep (a + b mod 113, full batch): the step
   at which test loss first falls below 0.1, for 30-60% of the table. Goal: within +-40% of
@@ -92,6 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reproduction", choices=sorted(REPRODUCTIONS_BY_NAME))
     parser.add_argument("--gpus", type=int, default=0, help="GPUs to use (0: one trial per CPU)")
+    parser.add_argument("--address", help="a running Ray cluster (default: an embedded local Ray)")
     parser.add_argument("--storage", type=Path, help="results folder (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -104,7 +105,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         storage = args.storage or Path(scratch)
         sets = [flag for value in args.set for flag in ("--set", value)]
-        arbiter("sweep", "--template", template, "--gpus", str(args.gpus),
+        cluster = ["--address", args.address] if args.address else []
+        arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
                 "--storage", str(storage), "--name", name, *sets)  # fmt: skip
         plots = storage / name / "report"
         arbiter("report", name, "--storage", str(storage), "--out", str(plots))

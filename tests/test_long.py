@@ -92,8 +92,8 @@ def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, wri
     assert "interrupted; continue with `arbiter long --template long.toml --name run" in output
 
     reached = []
-    for _ in range(2):  # each session: about 15 s of training, then a resumable stop
-        budget = run(*command, "--hours", 0.004, timeout=300)
+    for _ in range(2):  # each session: 9 s for the trial to start and train, then a resumable stop
+        budget = run(*command, "--hours", 0.0025, timeout=300)
         assert budget.returncode == 75, budget.stdout + budget.stderr
         assert "time budget spent; continue with" in budget.stdout
         reached.append(rows(experiment)[-1]["step"])

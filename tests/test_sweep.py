@@ -105,10 +105,13 @@ def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write, sig):
-    steps = 1500
+    steps = 1000
     template = write("long.toml", tiny_run(steps, GRID_8))
+    # Tune saves its experiment state every 10 s or more; every second here, so that the state
+    # catches up with the finished trials soon before the driver is stopped
     driver = start("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-                   "--storage", tmp_path, "--name", "cut")  # fmt: skip
+                   "--storage", tmp_path, "--name", "cut",
+                   env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})  # fmt: skip
     experiment = tmp_path / "cut"
     deadline = time.monotonic() + 240
     while True:  # until two trials finished and two more are past a checkpoint
@@ -118,11 +121,11 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
         assert driver.poll() is None, driver.stdout.read()
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    # trials with a checkpoint now: Tune's saved state (synced about every 10 s) knows of one
-    # by the time the driver is stopped; a trial started later may be begun again from step 0
+    # trials with a checkpoint now: Tune's saved state knows of one by the time the driver is
+    # stopped; a trial started later may be begun again from step 0
     checkpointed = {tid for tid, d in trial_dirs(experiment).items()
                     if any(d.glob("checkpoint_*/meta.json"))}  # fmt: skip
-    time.sleep(12)  # let Tune's saved state catch up with the finished trials (synced ~10 s)
+    time.sleep(3)  # let Tune's saved state (synced every second) catch up
     driver.send_signal(sig)
     output, _ = driver.communicate(timeout=120)
     if sig == signal.SIGINT:
@@ -210,8 +213,14 @@ def test_quickstart_from_the_readme(tmp_path):
     trials = status("demo", tmp_path)["trials"]
     assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
     grokked = [t for t in trials if t["last"]["val/accuracy"] >= 0.99]
-    assert grokked and all(t["last"]["step"] < 4000 for t in grokked)  # the stop rule ended them
+    assert grokked and all(t["last"]["step"] < 3000 for t in grokked)  # the stop rule ended them
     for t in grokked:  # the grokking measures travel with the trial's results
         assert t["last"]["steps_to_fit"] <= t["last"]["steps_to_grok"] <= t["last"]["step"]
+    # what the README says the demo shows: 30% of the table with weight decay 1 groks (generalises
+    # 1,000+ steps after it fits), with weight decay 0.1 it does not within the budget
+    point = {(t["config"]["data.train_fraction"], t["config"]["training.weight_decay"]): t["last"]
+             for t in trials}  # fmt: skip
+    assert point[0.3, 1.0]["steps_to_grok"] - point[0.3, 1.0]["steps_to_fit"] >= 1000
+    assert point[0.3, 0.1]["val/accuracy"] < 0.5
     table = run("status", "demo", "--storage", tmp_path)
     assert "grok at" in table.stdout and str(grokked[0]["last"]["steps_to_grok"]) in table.stdout
