@@ -37,6 +37,15 @@ MODULAR_SEQ_LEN = 4
 MODULAR_EXTRA_TOKENS = 2
 # Token files are uint16 (the nanoGPT convention).
 MAX_TOKEN_VOCAB = 2**16
+# The keys PBT may mutate: an exploited trial continues from another trial's checkpoint, so it
+# can only change what that checkpoint's layout (parameter shapes, optimizer state, data cursor,
+# Grokfast averages) does not depend on.
+PBT_MUTABLE = (
+    "training.learning_rate", "training.min_lr_ratio", "training.weight_decay", "training.betas",
+    "training.eps", "training.momentum", "training.grad_clip", "training.orthograd",
+    "training.loss", "training.loss_dtype", "training.grokfast_alpha", "training.grokfast_lamb",
+    "model.dropout",
+)  # fmt: skip
 
 
 class Section(BaseModel):
@@ -118,7 +127,8 @@ class TrainingConfig(Section):
     """Weight decay on matrices: decoupled for adamw, an L2 term in the gradient for adam and sgd.
     Grokking needs it large (0.1 to 1 with adamw)."""
     decay_embeddings: bool = False
-    """Also decay the token embedding (norm weights are never decayed)."""
+    """Also decay the embeddings: the token table and, with model.positions = "learned", the
+    position table (norm weights are never decayed)."""
     betas: tuple[float, float] = (0.9, 0.98)
     """Adam and AdamW betas."""
     eps: float = Field(1e-8, gt=0.0)
@@ -137,7 +147,8 @@ class TrainingConfig(Section):
     loss_dtype: Literal["fp32", "fp64"] = "fp32"
     """Precision of the loss: logits are always up-cast before the log-softmax; fp64 as Nanda et
     al.'s code does, so a confident softmax does not round to exactly zero loss and gradient (in
-    fp32 it does once the right class leads by ~17; in fp64 by ~37)."""
+    fp32 it does once the right class leads every other by at least ~17, in fp64 by ~37; more
+    with many close competitors)."""
     grad_clip: float = Field(1.0, ge=0.0)
     """Clip the global gradient norm (after unscaling) to this value; 0 disables clipping."""
     steps: int = Field(10_000, gt=0)
@@ -164,8 +175,9 @@ class TrainingConfig(Section):
     grokfast_lamb: float = Field(2.0, ge=0.0)
     """Grokfast's amplification: the gradient becomes g + lamb * EMA(g)."""
 
-    # Whether batch_size was given as "full" (Config resolves it to a number).
-    _full_batch: bool = PrivateAttr(False)
+    # The training-set size that batch_size = "full" resolved to (Config sets it), else None.
+    # A batch size changed later (model_copy) no longer equals it, and is no longer "full".
+    _full_size: int | None = PrivateAttr(None)
 
     @field_validator("batch_size", mode="wrap")
     @classmethod
@@ -180,11 +192,11 @@ class TrainingConfig(Section):
     def _dump_batch_size(self, value: int | str) -> int | str:
         # Dumped as given: settings validated again under other data settings (a sweep trial
         # with its own train_fraction) must resolve "full" afresh, not keep the old number.
-        return "full" if self._full_batch else value
+        return "full" if self.is_full_batch() else value
 
     def is_full_batch(self) -> bool:
         """Whether batch_size was given as "full" (the whole training set every step)."""
-        return self._full_batch or self.batch_size == "full"
+        return self.batch_size == "full" or self.batch_size == self._full_size
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
@@ -434,11 +446,11 @@ class Config(Section):
                 "model.n_heads",
                 f"model.dim = {model.dim} is not divisible by n_heads = {model.n_heads}",
             )
-        if (model.dim // model.n_heads) % 2:
+        if model.positions == "rope" and (model.dim // model.n_heads) % 2:
             raise KeyProblem(
                 "model.n_heads",
                 f"head size dim / n_heads = {model.dim // model.n_heads} is odd; "
-                "rotary embeddings need it even",
+                "rotary embeddings need it even (model.positions = 'learned' does not)",
             )
         if self.training.is_full_batch():
             self._resolve_full_batch()
@@ -461,7 +473,7 @@ class Config(Section):
         size = max(self.data.train_size(), 1)
         # A copy: a TrainingConfig instance passed in by a caller is not changed under it.
         self.training = self.training.model_copy(update={"batch_size": size})
-        self.training._full_batch = True
+        self.training._full_size = size
 
     def _check_scheduler(self, sweep: SweepConfig) -> None:
         """Scheduler options must fit the run: rungs within its steps, checkpoints for PBT."""
@@ -488,6 +500,13 @@ class Config(Section):
             )
         if not sweep.space:
             raise KeyProblem("sweep.space", "scheduler 'pbt' needs swept keys to mutate")
+        fixed = [key for key in sweep.space if key not in PBT_MUTABLE]
+        if fixed:
+            raise KeyProblem(
+                f"sweep.space.{fixed[0]}",
+                "scheduler 'pbt' cannot change it (an exploited trial continues from another "
+                f"trial's checkpoint); PBT can mutate {', '.join(PBT_MUTABLE)}",
+            )
 
     def _check_derived(self, key: str, given: int | None, implied: int | None) -> None:
         """A value the task implies may be omitted but not contradicted; else it is required."""

@@ -71,7 +71,8 @@ def append_report(path: Path, text: str) -> None:
 
 
 class Started:
-    """A benchmark's start, for the header of the section it appends to docs/benchmarks.md.
+    """A benchmark's start, for the header of the section it appends to its report
+    (docs/benchmarks.md, or docs/reproductions.md for reproduce.py).
 
     Create it when the benchmark begins, before any measured work: it records the UTC start time
     (`start`) and the load average then (`load_before`). `section` adds the rest at the end.

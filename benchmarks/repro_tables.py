@@ -13,8 +13,12 @@ from arbiter.report import Report, TrialReport
 
 
 def first_step(trial: TrialReport, metric: str, reached: Callable[[float], bool]) -> int | None:
-    """The first evaluated step at which `reached(metric)`, or None."""
-    return next((r["step"] for r in trial.rows if metric in r and reached(r[metric])), None)
+    """The first evaluated step at which `reached(metric)`, or None (a row logged between
+    evaluations repeats the last evaluation's metrics and names its step as `eval_step`)."""
+    return next(
+        (r.get("eval_step", r["step"]) for r in trial.rows if metric in r and reached(r[metric])),
+        None,
+    )
 
 
 def shown(step: int | None) -> str:

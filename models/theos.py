@@ -51,7 +51,7 @@ class TheosConfig:
             raise ValueError(f"positions must be 'rope' or 'learned', got {self.positions!r}")
         if self.dim % self.n_heads != 0:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
-        if (self.dim // self.n_heads) % 2 != 0:
+        if self.positions == "rope" and (self.dim // self.n_heads) % 2 != 0:
             raise ValueError(f"head_dim {self.dim // self.n_heads} must be even for RoPE")
 
     def hidden_dim(self) -> int:

@@ -123,6 +123,9 @@ CASES = [
          "sweep.pbt.perturbation_interval", "not a multiple of checkpoint.interval = 1000",
          files={T: space('"training.weight_decay" = [0.1, 1.0]', "[sweep]\nscheduler = 'pbt'\n"
                          "[sweep.pbt]\nperturbation_interval = 1500\n")}),
+    case("pbt-over-a-structural-key", ["validate", T], "sweep.space.model.dim",
+         "scheduler 'pbt' cannot change it", "PBT can mutate training.learning_rate",
+         files={T: space('"model.dim" = [32, 64]', "[sweep]\nscheduler = 'pbt'\n")}),
     case("bad-literal", ["validate", T], "model.mlp", "'swiglu', 'gelu' or 'relu'", "'tanh'",
          files={T: "[model]\nmlp = 'tanh'\n"}),
     case("heads", ["validate", T], "model.n_heads", "model.dim = 100 is not divisible",

@@ -178,6 +178,11 @@ def test_grokking_numerics_keys_are_sweepable(key):
     check_sweepable(key)
 
 
+def test_an_odd_head_size_is_allowed_with_learned_positions():
+    config = Config.model_validate({"model": {"dim": 96, "n_heads": 32, "positions": "learned"}})
+    assert config.model.dim // config.model.n_heads == 3
+
+
 def test_full_batch_resolves_to_the_training_set_and_dumps_as_full():
     config = Config.model_validate({"training": {"batch_size": "full"}})
     assert config.training.batch_size == round(0.5 * 97 * 97) == 4704
@@ -187,6 +192,9 @@ def test_full_batch_resolves_to_the_training_set_and_dumps_as_full():
     # a number is not "full", even when it is the same number
     fixed = Config.model_validate({"training": {"batch_size": 4704}})
     assert not fixed.training.is_full_batch() and fixed != config
+    # nor is a number put in its place later
+    changed = config.training.model_copy(update={"batch_size": 64})
+    assert not changed.is_full_batch() and changed.model_dump()["batch_size"] == 64
     # the settings validated again under another table resolve afresh
     settings = config.run_settings()
     settings["data"].update(operation="div", modulus=13, train_fraction=0.3)

@@ -49,6 +49,11 @@ def test_bad_config_raises(overrides):
         Theos(dataclasses.replace(TINY, **overrides))
 
 
+def test_an_odd_head_size_is_fine_without_rotary_embeddings():
+    model = Theos(dataclasses.replace(TINY, dim=24, n_heads=8, positions="learned"))
+    assert torch.isfinite(model(tokens(B=2, T=TINY.seq_len))).all()
+
+
 def test_sequence_longer_than_seq_len_raises():
     with pytest.raises(ValueError):
         make()(tokens(T=TINY.seq_len + 1))

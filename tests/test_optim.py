@@ -217,9 +217,14 @@ def test_orthogonalize_leaves_zero_weights_alone_and_zeroes_a_parallel_gradient(
     expected = zero.grad.clone()
     parallel = nn.Parameter(torch.full((5,), 2.0))
     parallel.grad = torch.full((5,), -3.0)
-    orthogonalize_gradients([zero, parallel])
+    # parallel up to rounding: what the projection leaves is noise, not rescaled to a full step
+    weights = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    rounded = nn.Parameter(weights)
+    rounded.grad = 3.7 * weights
+    orthogonalize_gradients([zero, parallel, rounded])
     assert torch.equal(zero.grad, expected)
     assert torch.equal(parallel.grad, torch.zeros(5))
+    assert torch.equal(rounded.grad, torch.zeros(64, 64))
 
 
 @pytest.mark.parametrize("tie", [False, True])

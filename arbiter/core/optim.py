@@ -3,9 +3,10 @@ schedule.
 
 Weight decay is what makes grokking happen, so which tensors it touches matters: the matrices of
 the linear layers are decayed; norm weights and any 1-D tensor (biases) never are, since pulling
-a norm's gain towards zero only fights the normalisation; the token embedding is decayed only
-with `training.decay_embeddings`. AdamW decays decoupled from the gradient; Adam and SGD add the
-decay to the gradient as an L2 term (torch's `weight_decay` of those optimizers).
+a norm's gain towards zero only fights the normalisation; the embeddings (tokens, and learned
+positions) are decayed only with `training.decay_embeddings`. AdamW decays decoupled from the
+gradient; Adam and SGD add the decay to the gradient as an L2 term (torch's `weight_decay` of
+those optimizers).
 
 The schedule is a pure function of the step, so a resumed run sets exactly the learning rate the
 uninterrupted run would have.
@@ -126,7 +127,11 @@ def orthogonalize_gradients(params: Iterable[torch.Tensor]) -> None:
         along = torch.where(w_dot_w > 0, torch.sum(grad * weight) / w_dot_w, 0.0)
         grad.sub_(along * weight)
         left = torch.linalg.vector_norm(grad)
-        grad.mul_(torch.where(left > 0, norm / left, 0.0))
+        # What is left of a gradient parallel to w is rounding error: rescaled to the full norm
+        # it would be a step of noise. Below sqrt(eps) of the norm (an angle of ~0.02 degrees
+        # from w in fp32) it counts as parallel.
+        tolerance = torch.finfo(grad.dtype).eps ** 0.5 * norm
+        grad.mul_(torch.where(left > tolerance, norm / left, 0.0))
 
 
 def learning_rate(step: int, training: TrainingConfig) -> float:
