@@ -39,9 +39,10 @@ bench: install
 	$(BIN)/python benchmarks/grokking_scheduler.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/checkpoint_cost.py
 
 # The published results of docs/reproductions.md as full sweeps: hours on a CPU (nanda took 56
-# minutes on a 2-core CPU, phases 18); add GPUS=N to use GPUs. A goal
+# minutes on a 2-core CPU, prieto 51, phases 18); add GPUS=N to use GPUs. A goal
 # not met does not stop the others (exit code 1 of reproduce.py, ignored here).
 GPUS ?= 0
 repro: install

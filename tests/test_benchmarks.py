@@ -93,3 +93,17 @@ def test_startup_smoke_test_times_sweep_and_resume_to_their_first_step() -> None
         assert sum(phases) == pytest.approx(total, abs=0.05)  # one round: the phases add up
     sweep_step, resume_step = (int(row[7].split()[-1]) for row in rows)
     assert sweep_step == 1 and resume_step > 1  # resumed after a checkpoint, not from scratch
+
+
+@pytest.mark.slow
+def test_checkpoint_cost_smoke_test_sets_a_write_against_the_steps_between_two() -> None:
+    (row,) = table_rows(run_smoke_test("checkpoint_cost.py"))
+    name, params, size, write, digest, interval, step, overhead, break_even = row
+    assert name == "quickstart" and number(params) == 62_016  # the quickstart's 1 x 64 model
+    # fp32 weights and two AdamW moments: 12 bytes per parameter, plus the zip's structure
+    assert 12 * 62_016 / 2**20 < number(size.split()[0]) < 1.0
+    assert 0 <= number(digest) < number(write) and number(interval) == 1000
+    assert step.endswith("(CPU)") and number(step.split()[0]) > 0
+    expected = number(write) / (1000 * number(step.split()[0]))
+    assert number(overhead.rstrip("%")) / 100 == pytest.approx(expected, abs=5e-5)
+    assert number(break_even) == pytest.approx(number(write) / 10, abs=1e-4)
