@@ -82,7 +82,7 @@ def save_checkpoint(
             os.fsync(f.fileno())
         meta = {
             "step": step,
-            "state_sha256": _sha256(tmp / STATE_FILE),
+            "state_sha256": file_sha256(tmp / STATE_FILE),
             "state_bytes": (tmp / STATE_FILE).stat().st_size,
             "config": config,
             "versions": {
@@ -222,7 +222,7 @@ def _check_meta(path: Path, full: bool) -> None:
         raise CheckpointError(f"{STATE_FILE} is missing") from exc
     if actual != size:
         raise CheckpointError(f"size mismatch: {STATE_FILE} has {actual} bytes, expected {size}")
-    if full and _sha256(path / STATE_FILE) != digest:
+    if full and file_sha256(path / STATE_FILE) != digest:
         raise CheckpointError("sha256 mismatch")
 
 
@@ -280,7 +280,8 @@ def _step_dirs(root: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (a state file can be gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
