@@ -36,6 +36,7 @@ from report import REPORT, Started, append_report
 
 from arbiter.config import Config
 from arbiter.core.checkpoint import STATE_FILE, file_sha256, save_checkpoint
+from arbiter.core.hardware import PEAK_FLOPS
 from arbiter.core.loop import train
 from arbiter.core.model import build_model
 from arbiter.core.optim import build_optimizer
@@ -44,7 +45,6 @@ from arbiter.loading import load_config
 from arbiter.templates import TIERS, find_template, tier_config
 from arbiter.trials import trial_config
 
-H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM
 ASSUMED_MFU = 0.40  # nanoGPT-style GPT-2 training on H100s reaches about this
 MEASURED_ON_CPU_BELOW = 5_000_000  # parameters: small enough to time real steps here
 DEFAULT_CONFIGS = ["quickstart", "grokking_regime", "low_vram", "high_vram"]
@@ -92,7 +92,7 @@ def cpu_step_seconds(config: Config, folder: Path, steps: int) -> float:
 
 def gpu_step_seconds(config: Config) -> float:
     tokens = config.training.effective_batch_size() * config.seq_len()
-    return tokens * training_flops_per_token(config) / (ASSUMED_MFU * H100_BF16_FLOPS)
+    return tokens * training_flops_per_token(config) / (ASSUMED_MFU * PEAK_FLOPS["H100"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
