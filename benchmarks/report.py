@@ -25,7 +25,7 @@ command on your machine before comparing with a number here.
 """
 
 
-def machine() -> str:
+def machine(uses_gpu: bool = False) -> str:
     """CPU model, cores, torch version and threads, and the GPU if there is one."""
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -38,7 +38,9 @@ def machine() -> str:
     gpu = "none"
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        gpu = ", ".join(names) + " (not used: this benchmark runs on the CPU)"
+        gpu = ", ".join(names)
+        if not uses_gpu:
+            gpu += " (not used: this benchmark runs on the CPU)"
     return (
         f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads; GPU: {gpu}"
@@ -78,7 +80,8 @@ class Started:
     (`start`) and the load average then (`load_before`). `section` adds the rest at the end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, uses_gpu: bool = False) -> None:
+        self.uses_gpu = uses_gpu
         self.start = datetime.now(timezone.utc)
         self.load_before = load_average()
 
@@ -93,7 +96,7 @@ class Started:
         return (
             f"\n## {self.start:%Y-%m-%d %H:%M} UTC: {title}\n\n"
             f"Command: `{command_line()}`\n\n"
-            f"Machine: {machine()}\n\n"
+            f"Machine: {machine(self.uses_gpu)}\n\n"
             # Other work on the machine slows every benchmark: say how busy it was, and how long.
             f"Load average (1 min): {self.load_before} before, {load_average()} after "
             f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"

@@ -107,3 +107,14 @@ def test_checkpoint_cost_smoke_test_sets_a_write_against_the_steps_between_two()
     expected = number(write) / (1000 * number(step.split()[0]))
     assert number(overhead.rstrip("%")) / 100 == pytest.approx(expected, abs=5e-5)
     assert number(break_even) == pytest.approx(number(write) / 10, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_gpu_throughput_smoke_test_measures_a_tiny_model_on_the_cpu() -> None:
+    # The same code path as on a GPU (the core's own tokens/s and peak memory); no MFU on a CPU.
+    rows = table_rows(run_smoke_test("gpu_throughput.py"))
+    measured = [row for row in rows if row[1] == "sdpa"]
+    assert len(measured) == 1 and number(measured[0][4]) > 0, rows
+    assert measured[0][5] == "-"  # no MFU without a GPU's known peak
+    flash = [row for row in rows if row[1] == "flash"]
+    assert flash and all(row[4] or "not installed" in row[-1] for row in flash), rows
