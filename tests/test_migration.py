@@ -209,11 +209,12 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
 
 
 @pytest.mark.slow
-def test_the_legacy_orchestrator_flags_run_a_sweep_and_resume(write, tmp_path):
+def test_the_legacy_orchestrator_flags_run_a_sweep_and_resume(cluster, write, tmp_path):
     base = write("base.toml", BASE)
     template = write("t.toml", TEMPLATE)
     done = run("sweep", "--base-config", base, "--template", template, "--strategy", "grid",
-               "--gpus", 0, "--storage", tmp_path, "--name", "legacy")  # fmt: skip
+               "--gpus", 0, "--address", cluster, "--storage", tmp_path,
+               "--name", "legacy")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert BASE_NOTE in done.stderr.splitlines()
     assert STRATEGY_NOTE in done.stderr.splitlines()
@@ -225,7 +226,7 @@ def test_the_legacy_orchestrator_flags_run_a_sweep_and_resume(write, tmp_path):
     assert record.base_config == str(base.resolve())
     assert record.sets == ["sweep.strategy=grid"]
     # resume rebuilds the same template from the record: base config and strategy included
-    resumed = run("resume", "legacy", "--storage", tmp_path)
+    resumed = run("resume", "legacy", "--storage", tmp_path, "--address", cluster)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "changed since" not in resumed.stderr
 
