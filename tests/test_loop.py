@@ -300,7 +300,7 @@ def test_resume_keeps_the_moments_but_takes_the_new_hyperparameters():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("checkpointing", [False, True])
-def test_compiled_blocks_train_like_eager_on_cuda(tmp_path, checkpointing):
+def test_a_compiled_model_trains_like_eager_on_cuda(tmp_path, checkpointing):
     """`training.compile`: the run learns what the eager run learns (up to bf16 rounding; on a
     CPU in fp32 the two agree exactly, too slow to compile for CI) and its checkpoints keep the
     eager model's parameter names."""
