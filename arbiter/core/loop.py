@@ -192,27 +192,30 @@ def evaluate(
     forward.eval()
     results = {}
     for split, batches in task.eval_splits().items():
+        # Sums stay on the device, masked rather than selected, so that evaluating syncs with
+        # the host once per split, not once per batch.
         loss_sum = torch.zeros((), device=precision.device)
-        correct = torch.zeros((), device=precision.device)
-        zero = torch.zeros((), device=precision.device)
+        correct, zero, count = (
+            torch.zeros((), dtype=torch.long, device=precision.device) for _ in range(3)
+        )
         margin = torch.full((), -torch.inf, device=precision.device)
-        count = 0
         for x, y in batches:
             x, y = x.to(precision.device), y.to(precision.device)
             with precision.autocast():
                 logits = forward(x, last_only=task.answer_only)
-            scored = y != IGNORE_INDEX
-            losses = loss_fn(logits, y, reduction="none")
+            scored = y.flatten() != IGNORE_INDEX
+            losses = loss_fn(logits, y, reduction="none")  # 0 where not scored
             loss_sum += losses.sum()
             if split == "train":  # the diagnostics are about the training examples only
-                zero += (losses == 0).sum()
+                zero += ((losses == 0) & scored).sum()
                 margin = torch.maximum(margin, margins(logits, y).max())
-            correct += (logits.argmax(-1)[scored] == y[scored]).sum()
-            count += int(scored.sum())
-        results[f"{split}/loss"] = loss_sum.item() / count
-        results[f"{split}/accuracy"] = correct.item() / count
+            correct += ((logits.argmax(-1).flatten() == y.flatten()) & scored).sum()
+            count += scored.sum()
+        n = count.item()
+        results[f"{split}/loss"] = loss_sum.item() / n
+        results[f"{split}/accuracy"] = correct.item() / n
         if split == "train":
-            results["train/zero_loss_fraction"] = zero.item() / count
+            results["train/zero_loss_fraction"] = zero.item() / n
             results["train/max_margin"] = margin.item()
     forward.train(was_training)
     return results

@@ -42,27 +42,25 @@ def cross_entropy(
     (B, 1, V) with (B, 1); targets equal to IGNORE_INDEX are not scored.
 
     kind: "softmax" or "stablemax"; dtype: the precision of the loss (logits are up-cast to it
-    first); reduction: "mean" or "sum" over the scored positions, or "none": the loss of each
-    scored position, flattened (this one syncs with the host to find them).
+    first); reduction: "mean" or "sum" over the scored positions, or "none": the loss of every
+    position, flattened, 0 where not scored (a mask, not a selection: no host sync).
     """
     if kind not in ("softmax", "stablemax"):
         raise ValueError(f"unknown loss kind {kind!r}; allowed: softmax, stablemax")
     logits = logits.to(dtype)
     log_probs = F.log_softmax(logits, dim=-1) if kind == "softmax" else log_stablemax(logits)
     log_probs, targets = log_probs.flatten(0, -2), y.flatten()
-    if reduction == "none":
-        scored = targets != IGNORE_INDEX
-        return F.nll_loss(log_probs[scored], targets[scored], reduction="none")
     return F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
 
 
 def margins(logits: Tensor, y: Tensor) -> Tensor:
-    """For each scored position, flattened: the correct class's logit minus the largest other
-    logit (float32 or wider). Positive where the prediction is right; large before a collapse."""
+    """For every position, flattened: the correct class's logit minus the largest other logit
+    (float32 or wider), -inf where not scored. Positive where the prediction is right; large
+    before a collapse."""
     dtype = torch.promote_types(logits.dtype, torch.float32)
     rows, targets = logits.flatten(0, -2).to(dtype), y.flatten()
     scored = targets != IGNORE_INDEX
-    rows, targets = rows[scored], targets[scored].unsqueeze(1)
-    correct = rows.gather(1, targets).squeeze(1)
-    others = rows.scatter(1, targets, float("-inf")).amax(dim=1)
-    return correct - others
+    index = targets.clamp(min=0).unsqueeze(1)  # any class for the unscored rows, masked below
+    correct = rows.gather(1, index).squeeze(1)
+    others = rows.scatter(1, index, float("-inf")).amax(dim=1)
+    return torch.where(scored, correct - others, float("-inf"))
