@@ -48,20 +48,20 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from report import REPORT, Started, append_report
+from step_hook import StepHook
 
 from arbiter.config import Config
 from arbiter.core import loop as core_loop
 from arbiter.core.checkpoint import load_checkpoint
-from arbiter.core.data import IGNORE_INDEX, Batch, Task, make_task
+from arbiter.core.data import IGNORE_INDEX, Task, make_task
 from arbiter.core.model import build_model
 from arbiter.core.optim import param_groups
 from arbiter.loading import load_config
@@ -118,27 +118,12 @@ SMOKE_CASES = (
 )
 
 
-class StepClock(Task):
+class StepClock(StepHook):
     """A task that notes the time of every training-batch request and otherwise passes through."""
 
     def __init__(self, task: Task) -> None:
-        self.task = task
-        self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
-        self.answer_only = task.answer_only
         self.stamps: list[float] = []
-
-    def train_batch(self) -> Batch:
-        self.stamps.append(time.perf_counter())
-        return self.task.train_batch()
-
-    def eval_splits(self) -> dict[str, Iterable[Batch]]:
-        return self.task.eval_splits()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.task.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.task.load_state_dict(state)
+        super().__init__(task, 1, lambda _request: self.stamps.append(time.perf_counter()))
 
 
 def make_config(case: Case, loop: str, steps: int) -> Config:

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,11 @@ from unittest import mock
 import numpy as np
 import torch
 from report import REPORT, Started, append_report
+from step_hook import StepHook
 
 from arbiter.config import Config
 from arbiter.core import loop as core_loop
-from arbiter.core.data import Batch, Task, make_task
+from arbiter.core.data import make_task
 from arbiter.estimate import training_memory_bytes
 from arbiter.loading import load_config
 from models import flash_attn_available
@@ -187,31 +188,6 @@ def _free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-
-
-class StepHook(Task):
-    """A task that calls `hook(step)` (0-based) at the first micro-batch request of every step."""
-
-    def __init__(self, task: Task, accumulation: int, hook: Callable[[int], None]) -> None:
-        self.task, self.accumulation, self.hook = task, accumulation, hook
-        self.vocab_size, self.seq_len = task.vocab_size, task.seq_len
-        self.answer_only = task.answer_only
-        self.requests = 0
-
-    def train_batch(self) -> Batch:
-        if self.requests % self.accumulation == 0:
-            self.hook(self.requests // self.accumulation)
-        self.requests += 1
-        return self.task.train_batch()
-
-    def eval_splits(self) -> dict[str, Iterable[Batch]]:
-        return self.task.eval_splits()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.task.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.task.load_state_dict(state)
 
 
 def probe(case: Case, data: Path, profile: Path | None) -> str:
