@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from report import REPORT, Started, append_report
+from report import Started, publish
 
 from arbiter.config import Config
 from arbiter.core.checkpoint import STATE_FILE, file_sha256, save_checkpoint
@@ -135,13 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(CPU), or an H100 at {ASSUMED_MFU:.0%} MFU (estimated from the FLOPs per token). "
         "Overhead: write / (interval x step); break-even: the step time at which it is 1%."
     )
-    print(table)
-    print()
-    print(notes)
-    if not (args.no_write or args.smoke_test):
-        append_report(REPORT, started.section("checkpoint cost against the steps between two",
-                                              f"{table}\n\n{notes}"))  # fmt: skip
-        print(f"\nappended to {REPORT}", file=sys.stderr)
+    publish(started, "checkpoint cost against the steps between two", f"{table}\n\n{notes}",
+            write=not (args.no_write or args.smoke_test))  # fmt: skip
     return 0
 
 

@@ -55,7 +55,7 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from report import REPORT, Started, append_report
+from report import REPORT, Started, publish
 from step_hook import StepHook
 
 from arbiter.config import Config
@@ -314,15 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "0); same model, batches and AdamW in both loops, checked to end with identical weights. "
         "vs plain = median(core) / median(plain) - 1."
     )
-    print(table)
-    print()
-    print(notes)
-    if not (args.no_write or args.smoke_test):
-        section = started.section(
-            "training core overhead over plain PyTorch", f"{table}\n\n{notes}"
-        )
-        append_report(REPORT, section)
-        print(f"\nappended to {REPORT}", file=sys.stderr)
+    publish(started, "training core overhead over plain PyTorch", f"{table}\n\n{notes}",
+            write=not (args.no_write or args.smoke_test))  # fmt: skip
     return 0
 
 

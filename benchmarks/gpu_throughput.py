@@ -45,7 +45,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from report import REPORT, Started, append_report
+from report import REPORT, Started, publish
 from step_hook import StepHook
 
 from arbiter.config import Config
@@ -336,15 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "building the model and compiling included (compile: torch.compile of the whole model). "
         + notes
     )
-    print(table)
-    print()
-    print(notes)
-    if not (args.no_write or args.smoke_test):
-        section = started.section(
-            "GPU throughput and MFU of the training core", f"{table}\n\n{notes}"
-        )
-        append_report(REPORT, section)
-        print(f"\nappended to {REPORT}", file=sys.stderr)
+    publish(started, "GPU throughput and MFU of the training core", f"{table}\n\n{notes}",
+            write=not (args.no_write or args.smoke_test))  # fmt: skip
     return 0
 
 

@@ -76,7 +76,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
-from report import REPORT, Started, append_report
+from report import REPORT, Started, publish
 
 from arbiter.config import Config
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
@@ -537,15 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows miss the recomputed block's activations."
         )
     text = f"{memory}\n\n{speed}\n\n" + "\n".join(goals(rows)) + f"\n\n{notes}"
-    print(text)
-    if not (args.no_write or args.smoke_test):
-        section = started.section(
-            "memory with and without gradient checkpointing, measured against the --dry-run "
-            "estimate",
-            text,
-        )
-        append_report(REPORT, section)
-        print(f"\nappended to {REPORT}", file=sys.stderr)
+    title = (
+        "memory with and without gradient checkpointing, measured against the --dry-run estimate"
+    )
+    publish(started, title, text, write=not (args.no_write or args.smoke_test))
     return 0
 
 

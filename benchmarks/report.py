@@ -102,3 +102,12 @@ class Started:
             f"({elapsed // 60} min {elapsed % 60} s elapsed)\n\n"
             f"{body}\n"
         )
+
+
+def publish(started: Started, title: str, text: str, write: bool, path: Path = REPORT) -> None:
+    """Print a benchmark's result; if `write`, also append it to `path` as a section titled
+    `title` (see `Started.section`) and say so on stderr."""
+    print(text)
+    if write:
+        append_report(path, started.section(title, text))
+        print(f"\nappended to {path}", file=sys.stderr)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import REPORT, Started, append_report
+from report import REPORT, Started, publish
 
 from arbiter.status import result_rows
 
@@ -327,16 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the checkpoint it resumed from). The sweep is interrupted with SIGINT once its trial "
         f"has a checkpoint, then resumed with `arbiter resume`. {args.rounds} round(s)."
     )
-    print(table)
-    print()
-    print(notes)
-    if not (args.no_write or args.smoke_test):
-        section = started.section(
-            "start-up, `arbiter sweep` and `arbiter resume` to the first step",
-            f"{table}\n\n{notes}",
-        )
-        append_report(REPORT, section)
-        print(f"\nappended to {REPORT}", file=sys.stderr)
+    publish(started, "start-up, `arbiter sweep` and `arbiter resume` to the first step",
+            f"{table}\n\n{notes}", write=not (args.no_write or args.smoke_test))  # fmt: skip
     return 0
 
 
