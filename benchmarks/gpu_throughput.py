@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import numpy as np
 import torch
+from random_tokens import write_random_tokens
 from report import REPORT, Started, publish
 from step_hook import StepHook
 
@@ -149,14 +149,6 @@ def make_config(case: Case, variant: Variant, data: Path, steps: int) -> Config:
         *case.sets,  # last: the smoke case's device and precision win
     ]
     return load_config(case.source, sets)
-
-
-def write_tokens(folder: Path, vocab_size: int) -> None:
-    """train.bin and val.bin of random ids below `vocab_size`."""
-    rng = np.random.default_rng(0)
-    for name in ("train.bin", "val.bin"):
-        ids = rng.integers(0, vocab_size, TOKENS_PER_FILE, dtype=np.uint16)
-        (folder / name).write_bytes(ids.tobytes())
 
 
 def measure(row: Row, data: Path, steps: int) -> None:
@@ -311,8 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [Row(cases[keys.index(key)], v) for key, v in PLAN if key in keys]
     with tempfile.TemporaryDirectory(prefix="arbiter-gpu-tokens-") as folder:
         data = Path(folder)
-        write_tokens(data, max(make_config(c, Variant("sdpa", False), data, 1).vocab_size()
-                               for c in cases))  # fmt: skip
+        vocab_size = max(
+            make_config(c, Variant("sdpa", False), data, 1).vocab_size() for c in cases
+        )
+        write_random_tokens(data, vocab_size, TOKENS_PER_FILE)
         notes = probe(cases[0], data, args.profile)
         print(notes, file=sys.stderr, flush=True)
         for row in rows:

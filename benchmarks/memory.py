@@ -72,10 +72,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
+from random_tokens import write_random_tokens
 from report import REPORT, Started, publish
 
 from arbiter.config import Config
@@ -130,14 +130,6 @@ def make_config(shape: Shape, checkpointing: bool, data: Path, precision: str) -
             "data.path": str(data),
         },
     )
-
-
-def write_tokens(folder: Path, vocab_size: int) -> None:
-    """train.bin and val.bin of random token ids below `vocab_size` (the tokens task's files)."""
-    rng = np.random.default_rng(0)
-    for name in ("train.bin", "val.bin"):
-        ids = rng.integers(0, vocab_size, TOKENS_PER_FILE, dtype=np.uint16)
-        (folder / name).write_bytes(ids.tobytes())
 
 
 # --- in the worker subprocess: one configuration -------------------------------------------
@@ -502,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="arbiter-bench-") as tmp:
         data = Path(tmp)
-        write_tokens(data, args.vocab_size)
+        write_random_tokens(data, args.vocab_size, TOKENS_PER_FILE)
         for shape in shapes:
             for checkpointing in (False, True):
                 config = make_config(shape, checkpointing, data, args.precision)
