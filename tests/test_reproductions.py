@@ -1,8 +1,9 @@
 """Cut-down reproductions: each published effect keeps its direction at a small scale.
 
 The full runs are `python benchmarks/reproduce.py NAME` (figures in docs/reproductions.md); here
-the same templates run with a small modulus and few steps: as a real sweep on an embedded Ray
-through the same script, or in-process through the training core where only the trend matters.
+the same templates run with a small modulus and few steps: as a real sweep on the tests' Ray
+cluster through the same script, or in-process through the training core where only the trend
+matters.
 The softmax-collapse effect (Prieto et al.) is checked in tests/test_loop.py; ⊥Grad's and
 StableMax's remedies are only in the full run (`benchmarks/reproduce.py prieto`).
 """
