@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from report import REPORT, Started, append_report
+from report import Started, publish
 
 from arbiter.core.loop import train
 from arbiter.loading import load_config
@@ -121,15 +121,14 @@ def main() -> None:
         if speedups
         else "No pair grokked both ways within the budget"
     )
-    section = started.section(
+    publish(
+        started,
         "Grokfast, steps to grok, a + b mod 97 with 30% of the table",
         f"Grokfast alpha {args.alpha}, lamb {args.lamb}; evaluation every {args.eval_interval} "
         f"steps; budget {args.steps} steps; two runs at a time, one thread each.\n\n"
         f"{text}\n\n{summary}.",
+        write=not (args.smoke_test or args.no_write),
     )
-    print(section)
-    if not (args.smoke_test or args.no_write):
-        append_report(REPORT, section)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from report import REPORT, Started, append_report
+from report import Started, publish
 
 from arbiter.config import GrokkingOptions
 from arbiter.core.grokking import THRESHOLD, measures_from_rows
@@ -196,11 +196,9 @@ def main() -> None:
     text, goals = tables(results)
     goal_text = (f"Goal: every configuration that groks under FIFO found for at most "
                  f"{GOAL_FRACTION:.0%} of FIFO's steps. " + "; ".join(goals) + ".")  # fmt: skip
-    print(f"{text}\n\n{goal_text}")
-    if args.smoke_test or args.no_write:
-        return
     trials = len(weight_decays) * len(train_fractions) * args.seeds
-    section = started.section(
+    publish(
+        started,
         "grokking scheduler vs ASHA vs FIFO",
         f"{trials} trials per scheduler: a + b mod {args.modulus}, {args.layers} x {args.dim} "
         f"model, AdamW lr 1e-3 constant, {args.steps} steps, evaluated every "
@@ -213,8 +211,8 @@ def main() -> None:
         f"{DEFAULTS.min_val_gain}. Grokked = validation accuracy reached {THRESHOLD}; steps "
         f"spent = sum of each trial's last step; a cell: the step the trial ended at (and "
         f"where it grokked).\n\n{text}\n\n{goal_text}",
+        write=not (args.smoke_test or args.no_write),
     )
-    append_report(REPORT, section)
 
 
 if __name__ == "__main__":

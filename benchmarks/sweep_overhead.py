@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import REPORT, Started, append_report
+from report import Started, publish
 
 TEMPLATE = """
 [model]
@@ -152,16 +152,14 @@ def main() -> None:
     for name, span, best in rows:
         table.append(f"| {name} | {span:.1f} | {best:.1f} | {span / best - 1:+.1%} | "
                      f"{span / raw_s - 1:+.1%} |")  # fmt: skip
-    text = "\n".join(table)
-    print(text)
-    if not args.smoke_test:
-        section = started.section(
-            "sweep overhead, arbiter sweep vs raw Ray Tune",
-            f"8 trials (1 x 64 modular model, {steps} steps each), CPU trials on a `ray start` "
-            f"cluster with {args.concurrency} CPUs that both drivers join; ideal = sum of the "
-            f"trials' own times / {args.concurrency}.\n\n{text}",
-        )
-        append_report(REPORT, section)
+    publish(
+        started,
+        "sweep overhead, arbiter sweep vs raw Ray Tune",
+        f"8 trials (1 x 64 modular model, {steps} steps each), CPU trials on a `ray start` "
+        f"cluster with {args.concurrency} CPUs that both drivers join; ideal = sum of the "
+        f"trials' own times / {args.concurrency}.\n\n" + "\n".join(table),
+        write=not args.smoke_test,
+    )
 
 
 if __name__ == "__main__":
