@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,6 +52,7 @@ FILES = {
 TRAIN, VAL = "tab:blue", "tab:orange"
 PLATEAU = "0.88"  # light grey: between fitting the training set and generalising
 PANEL_W, PANEL_H = 3.1, 2.3  # inches per small-multiples panel
+TITLE_CHARS = 36  # characters of a 9-point panel title that fit in a panel's width
 MAX_GRID_VALUES = 12  # more distinct values than this per axis: a scatter, not a heatmap
 
 
@@ -262,7 +264,9 @@ def _small_multiples(
             if log_y:
                 ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.25)
-            ax.set_title(labels[t.id], fontsize=9)
+            # three or more swept values overflow one line into the neighbouring titles
+            title = textwrap.fill(labels[t.id], TITLE_CHARS, break_long_words=False)
+            ax.set_title(title, fontsize=9)
             if t.rows:
                 draw(ax, t)
             else:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run, tiny_run
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from arbiter.core.grokking import measures_from_rows
@@ -212,6 +213,26 @@ def test_thirty_two_trials_and_random_draws_stay_readable(tmp_path):
         fig.savefig(tmp_path / name, dpi=120)
     assert_png(tmp_path / "phase.png")
     assert_png(tmp_path / "curves.png", 1200, 1200)
+
+
+def test_panel_titles_of_three_swept_keys_fit_their_panels(tmp_path):
+    """Every panel is titled with its trial's swept values; with three keys (the Prieto grid)
+    one line would run into the next panel's title, so it wraps between values."""
+    grid = [(loss, dtype, orthograd) for loss in ("softmax", "stablemax")
+            for dtype in ("fp32", "fp64") for orthograd in (False, True)]  # fmt: skip
+    trials = [trial(f"t{i}", {"training.loss": loss, "training.loss_dtype": dtype,
+                              "training.orthograd": orthograd}, curve(400, 100, 300))
+              for i, (loss, dtype, orthograd) in enumerate(grid)]  # fmt: skip
+    report = make_report(tmp_path / "three", "three.toml", "val/accuracy", "max", trials)
+    fig = grokking_curves(report)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    titled = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(titled) == len(grid)
+    assert "loss=stablemax" in titled[-1].get_title()
+    for ax in titled:
+        width = ax.title.get_window_extent(renderer).width
+        assert width <= ax.get_window_extent(renderer).width, ax.get_title()
 
 
 # --- the command line ----------------------------------------------------------------------
