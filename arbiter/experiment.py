@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from arbiter.config import Config
 from arbiter.errors import UserError
+from arbiter.loading import describe_error, format_key
 
 RECORD = "arbiter.json"
 DEFAULT_STORAGE = "~/arbiter_results"
@@ -147,10 +150,21 @@ def _holds_record(folder: Path) -> bool:
 
 
 def read_record(path: Path) -> Record:
+    """The experiment's record, its settings checked: a record this version cannot run (written
+    by another version of Arbiter, or edited) is one line naming the key, not a traceback."""
     try:
-        return Record(**json.loads((path / RECORD).read_text()))
+        record = Record(**json.loads((path / RECORD).read_text()))
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"{path / RECORD}: unreadable experiment record: {exc}") from None
+    try:
+        record.config()
+    except ValidationError as exc:
+        key, problem = describe_error(exc)
+        raise UserError(
+            f"{path / RECORD}: {format_key(key)}: {problem}; the experiment was written by "
+            "another version of Arbiter, or edited: use the version that started it"
+        ) from None
+    return record
 
 
 def has_tune_state(path: Path) -> bool:
