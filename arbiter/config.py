@@ -31,10 +31,6 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 OPERATIONS = ("add", "sub", "mul", "div", "x^2+y^2", "x^3+xy", "x^2+xy+y^2")
 # Operations that divide by b need b invertible mod p for every b != 0: p must be prime.
 PRIME_OPERATIONS = ("div",)
-# A modular example is the sequence [a, op, b, =]; the answer is predicted at the last position.
-MODULAR_SEQ_LEN = 4
-# Tokens beyond the residues 0..p-1: the operation token and "=".
-MODULAR_EXTRA_TOKENS = 2
 # Token files are uint16 (the nanoGPT convention).
 MAX_TOKEN_VOCAB = 2**16
 # The keys PBT may mutate: an exploited trial continues from another trial's checkpoint, so it
@@ -67,7 +63,8 @@ class ModelConfig(Section):
     n_heads: int = Field(4, gt=0)
     """Attention heads; the head size dim / n_heads must be an even integer (rotary embeddings)."""
     vocab_size: int | None = Field(None, gt=1)
-    """Vocabulary size. Derived for the modular task (modulus + 2) and may be omitted there."""
+    """Vocabulary size. Derived for the modular task (modulus + 2, or + 1 without the
+    operation token) and may be omitted there."""
     mlp: Literal["swiglu", "gelu", "relu"] = "swiglu"
     """MLP type: SwiGLU (three matrices), GELU or ReLU (two matrices; ReLU as Nanda et al.)."""
     mlp_dim: int = Field(0, ge=0)
@@ -89,10 +86,21 @@ class ModelConfig(Section):
     """Epsilon of the RMSNorm layers."""
     rope_theta: float = Field(10000.0, gt=0.0)
     """Base of the rotary position embedding frequencies (positions = "rope")."""
+    mlp_bias: bool = False
+    """Biases in the MLP's two (SwiGLU: three) linear layers, never decayed; they start at zero
+    unless init = "torch". Nanda et al.'s grokking model has them; attention and output layers
+    never do."""
+    init: Literal["gpt2", "nanda", "torch"] = "gpt2"
+    """Initial weights. gpt2: every matrix N(0, 0.02^2), the attention and MLP output
+    projections 1/sqrt(2 n_layers) smaller (so the residual stream's variance does not grow with
+    depth). nanda: every matrix with std 1/sqrt(dim), the output layer 1/sqrt(vocab_size), as
+    in Nanda et al. 2023's code. torch: PyTorch's own defaults (embeddings N(0, 1), linear
+    weights and biases uniform in +-1/sqrt(fan_in)), as in code that leaves them alone, such
+    as Grokfast's. Biases start at zero except with torch."""
     init_scale: float = Field(1.0, gt=0.0)
-    """Multiplies every weight matrix (embeddings included, norm gains and biases not) after the
-    usual initialisation. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial
-    weight norm: a larger scale lengthens the memorization plateau, a smaller one shortens it."""
+    """Multiplies every weight matrix (embeddings included, norm gains and biases not) after
+    `init`. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial weight norm: a
+    larger scale lengthens the memorization plateau, a smaller one shortens it."""
 
     def hidden_dim(self) -> int:
         """The MLP's hidden width, resolving `mlp_dim = 0` to the customary default."""
@@ -113,7 +121,8 @@ class TrainingConfig(Section):
     gradient_accumulation: int = Field(1, gt=0)
     """Micro-batches per optimizer step: effective batch = batch_size x gradient_accumulation."""
     seq_len: int | None = Field(None, gt=0)
-    """Tokens per sequence. Derived for the modular task (4: a op b =) and may be omitted there."""
+    """Tokens per sequence. Derived for the modular task (4: a op b =, or 3: a b =) and may
+    be omitted there."""
     learning_rate: float = Field(1e-3, gt=0.0)
     """Peak learning rate, reached after warmup."""
     lr_schedule: Literal["cosine", "constant"] = "cosine"
@@ -232,6 +241,9 @@ class DataConfig(Section):
     """Modular task: p; prime for div."""
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     """Modular task: fraction of the table used for training (seeded split); the rest validates."""
+    operation_token: bool = True
+    """Modular task: an example is [a, op, b, =]; false: [a, b, =], as in Nanda et al. 2023.
+    The answer is predicted at the "=" position either way."""
     split: Literal["random", "no_mirror"] = "random"
     """Modular task: how pairs are split. random: any pair on either side. no_mirror: (a, b) and
     (b, a) always on the same side. For a commutative operation a random split puts the mirror
@@ -259,11 +271,16 @@ class DataConfig(Section):
 
     def vocab_size(self) -> int | None:
         """The vocabulary the task implies, or None when it is the model's to say."""
-        return self.modulus + MODULAR_EXTRA_TOKENS if self.task == "modular" else None
+        if self.task != "modular":
+            return None
+        # the residues 0..p-1, then the operation token (unless left out) and "="
+        return self.modulus + (2 if self.operation_token else 1)
 
     def seq_len(self) -> int | None:
         """The sequence length the task implies, or None when training.seq_len says it."""
-        return MODULAR_SEQ_LEN if self.task == "modular" else None
+        if self.task != "modular":
+            return None
+        return 4 if self.operation_token else 3  # [a, op, b, =] or [a, b, =]
 
     def table_size(self) -> int:
         """Modular task: the number of pairs (a, b), p * p, or p * (p - 1) for div (b != 0)."""

@@ -33,16 +33,18 @@ def estimate(config: Config) -> Estimate:
 
 
 def parameter_count(config: Config) -> int:
-    """Exact: embedding, per layer attention (4 d^2), MLP (2 or 3 d h) and two norms, norm, head,
-    and a learned position table."""
+    """Exact: embedding, per layer attention (4 d^2), MLP (2 or 3 d h, and its biases) and two
+    norms, norm, head, and a learned position table."""
     m = config.model
     d, vocab = m.dim, config.vocab_size()
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
     norms = 0 if m.norm == "none" else (2 * m.n_layers + 1) * d
     head = 0 if m.tie_embeddings else vocab * d
     positions = config.seq_len() * d if m.positions == "learned" else 0
-    return vocab * d + m.n_layers * (4 * d * d + mlp_matrices * d * m.hidden_dim()) + norms \
-        + head + positions  # fmt: skip
+    # one bias per hidden unit of each input matrix, and one per channel of the output matrix
+    mlp_biases = (mlp_matrices - 1) * m.hidden_dim() + d if m.mlp_bias else 0
+    per_layer = 4 * d * d + mlp_matrices * d * m.hidden_dim() + mlp_biases
+    return vocab * d + m.n_layers * per_layer + norms + head + positions
 
 
 def training_flops_per_token(config: Config) -> int:

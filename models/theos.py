@@ -5,8 +5,9 @@ The whole network is in this file: config, rotary position embeddings, attention
 block and model. It is a GPT with the now-usual modernisations: pre-norm RMSNorm, rotary
 position embeddings instead of a learned position table, a SwiGLU (or GELU) MLP, and no
 biases. The grokking literature's original model (Nanda et al. 2023: no norms, learned
-positions, ReLU MLP) is the same network with `norm="none"`, `positions="learned"`,
-`mlp="relu"`. Attention kernels live in attention.py.
+positions, ReLU MLP with biases, its own initialisation) is the same network with
+`norm="none"`, `positions="learned"`, `mlp="relu"`, `mlp_bias=True`, `init="nanda"`.
+Attention kernels live in attention.py.
 
 Shape names: B batch, T time (sequence length), C channels (dim), H heads,
 D head dim (C // H), V vocabulary size.
@@ -41,12 +42,16 @@ class TheosConfig:
     positions: str = "rope"  # "rope" | "learned" (a position table added to the embedding)
     dropout: float = 0.0
     flash_attention: bool = False  # allow flash-attn when it is usable
+    mlp_bias: bool = False  # biases in the MLP's linear layers (Nanda et al.'s model has them)
+    init: str = "gpt2"  # "gpt2" | "nanda" | "torch", see Theos._init_weights
 
     def __post_init__(self) -> None:
         if self.mlp not in ("swiglu", "gelu", "relu"):
             raise ValueError(f"mlp must be 'swiglu', 'gelu' or 'relu', got {self.mlp!r}")
         if self.norm not in ("rmsnorm", "none"):
             raise ValueError(f"norm must be 'rmsnorm' or 'none', got {self.norm!r}")
+        if self.init not in ("gpt2", "nanda", "torch"):
+            raise ValueError(f"init must be 'gpt2', 'nanda' or 'torch', got {self.init!r}")
         if self.positions not in ("rope", "learned"):
             raise ValueError(f"positions must be 'rope' or 'learned', got {self.positions!r}")
         if self.dim % self.n_heads != 0:
@@ -118,9 +123,10 @@ class MLP(nn.Module):
         super().__init__()
         hidden = config.hidden_dim()
         self.gated = config.mlp == "swiglu"
-        self.w1 = nn.Linear(config.dim, hidden, bias=False)
-        self.w3 = nn.Linear(config.dim, hidden, bias=False) if self.gated else None
-        self.w2 = nn.Linear(hidden, config.dim, bias=False)
+        bias = config.mlp_bias
+        self.w1 = nn.Linear(config.dim, hidden, bias=bias)
+        self.w3 = nn.Linear(config.dim, hidden, bias=bias) if self.gated else None
+        self.w2 = nn.Linear(hidden, config.dim, bias=bias)
         self.activation = F.relu if config.mlp == "relu" else F.gelu
         self.drop = nn.Dropout(config.dropout)
 
@@ -184,11 +190,23 @@ class Theos(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """gpt2: N(0, 0.02^2), the residual branches' output projections smaller; nanda: std
+        1/sqrt(dim), the output layer 1/sqrt(vocab) (Nanda et al.'s code); torch: the layers'
+        own defaults (Embedding N(0, 1), Linear uniform in +-1/sqrt(fan_in), biases too)."""
+        init = self.config.init
+        if init == "torch":
+            return
+        std = 0.02 if init == "gpt2" else 1 / math.sqrt(self.config.dim)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.RMSNorm):
                 nn.init.ones_(module.weight)
+        if init == "nanda":
+            nn.init.normal_(self.lm_head.weight, std=1 / math.sqrt(self.config.vocab_size))
+            return
         # Every block adds two branches onto the residual stream; shrinking their output
         # projections keeps the stream's variance from growing with depth (as GPT-2 does).
         std = 0.02 / math.sqrt(2 * self.config.n_layers)

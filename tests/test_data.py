@@ -102,6 +102,22 @@ def test_every_entry_of_the_table_is_right(operation):
     assert (task.vocab_size, task.seq_len) == (p + 2, 4)
 
 
+def test_without_the_operation_token_examples_are_a_b_equals():
+    """Nanda et al.'s format: [a, b, =] with "=" the token after the residues (vocabulary p + 1);
+    the same pairs, split and answers as [a, op, b, =]."""
+    p = 11
+    with_op = ModularTask(modular(modulus=p))
+    config = modular(modulus=p).model_copy(deep=True)
+    config.data.operation_token = False
+    without = ModularTask(config)
+    assert (without.vocab_size, without.seq_len) == (p + 1, 3)
+    assert (config.vocab_size(), config.seq_len()) == (p + 1, 3)
+    assert (without.x[:, 2] == p).all()
+    assert torch.equal(without.x[:, :2], with_op.x[:, [0, 2]])
+    assert torch.equal(without.y, with_op.y)
+    assert torch.equal(without.train_indices, with_op.train_indices)
+
+
 def test_div_inverts_mul_and_skips_zero():
     p = 17
     a, b, c = modular_table("div", p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -99,6 +100,46 @@ def test_the_original_grokking_architecture():
         torch.testing.assert_close(model(idx, last_only=True), full[:, -1:])
     hidden = model.blocks[0].mlp.activation(torch.tensor([-1.0, 2.0]))
     assert hidden.tolist() == [0.0, 2.0]  # ReLU
+
+
+@pytest.mark.parametrize("mlp", ["swiglu", "relu"])
+def test_mlp_biases_start_at_zero_and_count(mlp):
+    plain, biased = make(mlp=mlp), make(mlp=mlp, mlp_bias=True)
+    h, d = plain.config.hidden_dim(), TINY.dim
+    per_layer = (2 * h if mlp == "swiglu" else h) + d  # w1 (and w3): h each; w2: d
+    assert biased.num_parameters() - plain.num_parameters() == TINY.n_layers * per_layer
+    mlp_layer = biased.blocks[0].mlp
+    assert not mlp_layer.w2.bias.any() and not mlp_layer.w1.bias.any()
+    assert biased.blocks[0].attn.qkv.bias is None and biased.lm_head.bias is None
+
+
+def test_each_init_draws_the_scales_of_its_source():
+    """gpt2: N(0, 0.02^2) with the output projections 1/sqrt(2 n_layers) smaller; nanda: std
+    1/sqrt(dim), the output layer 1/sqrt(vocab); torch: the layers' own defaults."""
+    wide = dataclasses.replace(TINY, dim=256, n_layers=8, vocab_size=400, mlp="gelu",
+                               mlp_bias=True)  # fmt: skip
+
+    def stds(init: str) -> dict[str, float]:
+        torch.manual_seed(0)
+        model = Theos(dataclasses.replace(wide, init=init))
+        block = model.blocks[0]
+        weights = {"embedding": model.tok_emb.weight, "qkv": block.attn.qkv.weight,
+                   "proj": block.attn.proj.weight, "mlp_out": block.mlp.w2.weight,
+                   "head": model.lm_head.weight, "bias": block.mlp.w1.bias}  # fmt: skip
+        return {name: weight.std().item() for name, weight in weights.items()}
+
+    gpt2, nanda, default = stds("gpt2"), stds("nanda"), stds("torch")
+    expected = {
+        "gpt2": dict(embedding=0.02, qkv=0.02, proj=0.02 / 4, mlp_out=0.02 / 4, head=0.02),
+        "nanda": dict(embedding=1 / 16, qkv=1 / 16, proj=1 / 16, mlp_out=1 / 16, head=1 / 20),
+        # uniform in +-1/sqrt(fan_in): std 1/sqrt(3 fan_in); w1's bias likewise
+        "torch": dict(embedding=1.0, qkv=1 / math.sqrt(3 * 256), head=1 / math.sqrt(3 * 256),
+                      mlp_out=1 / math.sqrt(3 * 1024), bias=1 / math.sqrt(3 * 256)),
+    }  # fmt: skip
+    for measured, (init, scales) in zip((gpt2, nanda, default), expected.items(), strict=True):
+        for name, std in scales.items():
+            assert measured[name] == pytest.approx(std, rel=0.1), (init, name)
+    assert gpt2["bias"] == nanda["bias"] == 0.0
 
 
 def test_tied_embeddings_share_the_weight():

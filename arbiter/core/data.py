@@ -99,7 +99,8 @@ def modular_table(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 class ModularTask(Task):
-    """All pairs of `a op b mod p` as [a, op, b, =] -> c, split once by the seed (`data.split`)."""
+    """All pairs of `a op b mod p` as [a, op, b, =] (or [a, b, =]) -> c, split once by the seed
+    (`data.split`)."""
 
     answer_only = True
 
@@ -108,8 +109,10 @@ class ModularTask(Task):
         self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
         self.batch_size = config.training.batch_size
         a, b, c = modular_table(data.operation, p)
-        op_token, eq_token = torch.full_like(a, p), torch.full_like(a, p + 1)
-        self.x = torch.stack([a, op_token, b, eq_token], dim=1)
+        # tokens after the residues: the operation's (p), unless left out, then "=" (the last)
+        eq_token = torch.full_like(a, self.vocab_size - 1)
+        operands = [a, torch.full_like(a, p), b] if data.operation_token else [a, b]
+        self.x = torch.stack([*operands, eq_token], dim=1)
         self.y = c.unsqueeze(1)  # the answer, predicted from the "=" token
 
         n = len(a)

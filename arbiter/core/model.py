@@ -27,6 +27,8 @@ def theos_config(config: Config) -> TheosConfig:
         positions=m.positions,
         dropout=m.dropout,
         flash_attention=m.flash_attention,
+        mlp_bias=m.mlp_bias,
+        init=m.init,
     )
 
 
