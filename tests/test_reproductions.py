@@ -71,13 +71,13 @@ def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:
 
 
 def test_phases_weight_decay_shortens_the_plateau_and_too_much_confuses(tmp_path):
-    """Liu et al.'s phases on a + b mod 59: with weight decay 1 validation passes 90% within
-    700 steps (comprehension); without, the training set is fitted by step ~150 and validation
-    stays far lower (memorization, or grokking later); decay 10 at lr 1e-2 does not fit the
-    training set in 400 steps (confusion)."""
+    """Liu et al.'s phases on a + b mod 59 with half the table: with weight decay 1 validation
+    passes 90% within 700 steps (comprehension); without, the training set is fitted by step
+    ~150 and validation stays far lower (memorization, or grokking later); decay 10 at lr 1e-2
+    does not fit the training set in 400 steps (confusion)."""
 
     def cell(learning_rate: float, weight_decay: float, steps: int) -> str:
-        settings = {"data.modulus": 59, "training.steps": steps,
+        settings = {"data.modulus": 59, "data.train_fraction": 0.5, "training.steps": steps,
                     "training.learning_rate": learning_rate,
                     "training.weight_decay": weight_decay}  # fmt: skip
         return phase(template_run(tmp_path, "repro_phases.toml", settings))
