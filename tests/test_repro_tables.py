@@ -1,0 +1,52 @@
+"""The reproduction tables of `benchmarks/repro_tables.py`, on hand-made trials."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from test_benchmarks import ROOT, table_rows
+from test_report import trial
+
+from arbiter.report import make_report
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from repro_tables import nanda_table  # noqa: E402
+
+
+def loss_curve(reached_at: int | None, steps: int = 12000, every: int = 20) -> list[dict]:
+    """Rows whose test loss falls below 0.1 at `reached_at` (never, for None)."""
+    return [
+        {"step": step, "eval_step": step, "val/accuracy": 0.5,
+         "val/loss": 0.05 if reached_at is not None and step >= reached_at else 1.0}
+        for step in range(every, steps + every, every)
+    ]  # fmt: skip
+
+
+def nanda(tmp_path: Path, seeds: dict[float, list[int | None]]):
+    trials = [
+        trial(f"t{fraction}-{seed}", {"data.train_fraction": fraction, "training.seed": seed},
+              loss_curve(step))
+        for fraction, steps in seeds.items() for seed, step in enumerate(steps)
+    ]  # fmt: skip
+    return nanda_table(make_report(tmp_path / "n", "n.toml", "val/loss", "min", trials))
+
+
+def test_nanda_compares_the_median_seed_and_lists_every_seed(tmp_path):
+    text, met = nanda(tmp_path, {0.3: [9000, 7000, None], 0.4: [3000, 2600, 3400],
+                                 0.5: [1180, 560, 860], 0.6: [400, 440, 500]})  # fmt: skip
+    rows = {row[0]: row[1:] for row in table_rows(text)}
+    # a seed that never reached it is the slowest: the median of 0.3 is 9,000
+    assert rows["0.3"] == ["7,930", "9,000", "9,000, 7,000, not reached", "1.13", "yes"]
+    assert rows["0.5"] == ["956", "860", "1,180, 560, 860", "0.90", "yes"]
+    assert met and "Ordering of the medians (more data, sooner): the same" in text
+
+
+def test_nanda_goal_fails_on_a_median_out_of_tolerance_or_out_of_order(tmp_path):
+    _, slow_median = nanda(tmp_path, {0.3: [7930], 0.4: [3109], 0.5: [956], 0.6: [700]})
+    assert not slow_median  # 700 is 1.59x the published 440
+    text, out_of_order = nanda(tmp_path, {0.3: [7930], 0.4: [3109], 0.5: [600], 0.6: [610]})
+    assert not out_of_order and "the medians (more data, sooner): different" in text
+    text, unreached = nanda(tmp_path, {0.3: [None, None, 8000], 0.4: [3109], 0.5: [956],
+                                       0.6: [440]})  # fmt: skip
+    assert not unreached and table_rows(text)[0][2] == "not reached"
