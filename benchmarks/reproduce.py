@@ -6,6 +6,7 @@ table that puts our figure next to the published one, with the goal it must meet
 
     python benchmarks/reproduce.py NAME [--gpus N] [--address HOST:PORT] [--storage DIR]
                                         [--set KEY=VALUE ...] [--no-write]
+    python benchmarks/reproduce.py NAME --experiment DIR [--no-write]
 
 - nanda: Nanda et al. 2023, the training-fraction sweep (a + b mod 113, full batch): the step
   at which test loss first falls below 0.1, for 30-60% of the table. Goal: within +-40% of
@@ -21,7 +22,8 @@ The tables are in `repro_tables.py`. Exit code 0: the goal is met; 1: it is not;
 failed. Unless `--no-write`, the table is appended to docs/reproductions.md (with the date, the
 command and the machine) and the report's main plot is copied to docs/reproductions/NAME.png.
 `--set` overrides template keys (e.g. a smaller modulus for a quick look); such a run is not
-written down.
+written down. `--experiment DIR` tabulates a reproduction that already ran (one finished with
+`arbiter resume`, or interrupted: its unfinished trials count as not having got there).
 """
 
 from __future__ import annotations
@@ -96,21 +98,32 @@ def main() -> int:
     parser.add_argument("--storage", type=Path, help="results folder (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--experiment", type=Path,
+                        help="tabulate this finished, resumed or interrupted experiment of the "
+                             "reproduction instead of running a new sweep")  # fmt: skip
     args = parser.parse_args()
     repro = REPRODUCTIONS_BY_NAME[args.reproduction]
     write = not (args.no_write or args.set)
     started = Started()
     template = f"repro_{args.reproduction}.toml"
-    name = f"repro-{args.reproduction}-{started.start:%Y%m%d-%H%M%S}"
+    if args.experiment and (args.set or args.address or args.storage):
+        parser.error("--experiment tabulates what ran: --set, --address, --storage do not apply")
     with tempfile.TemporaryDirectory() as scratch:
-        storage = args.storage or Path(scratch)
-        sets = [flag for value in args.set for flag in ("--set", value)]
-        cluster = ["--address", args.address] if args.address else []
-        arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
-                "--storage", str(storage), "--name", name, *sets)  # fmt: skip
-        plots = storage / name / "report"
-        arbiter("report", name, "--storage", str(storage), "--out", str(plots))
-        table, met = repro.table(load_report(storage / name))
+        if args.experiment:
+            experiment = args.experiment.resolve()
+        else:
+            name = f"repro-{args.reproduction}-{started.start:%Y%m%d-%H%M%S}"
+            experiment = (args.storage or Path(scratch)) / name
+            sets = [flag for value in args.set for flag in ("--set", value)]
+            cluster = ["--address", args.address] if args.address else []
+            arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
+                    "--storage", str(experiment.parent), "--name", name, *sets)  # fmt: skip
+        plots = experiment / "report"
+        arbiter("report", str(experiment), "--out", str(plots))
+        report = load_report(experiment)
+        if report.template != template:
+            raise Failed(f"reproduce: {experiment} ran {report.template}, not {template}")
+        table, met = repro.table(report)
         print(table)
         if write:
             figure = DOCS / "reproductions" / f"{args.reproduction}.png"

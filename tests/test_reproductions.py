@@ -61,6 +61,18 @@ def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     assert test_loss[-1] < test_loss[0] / 2, test_loss
     assert test_loss == sorted(test_loss, reverse=True), test_loss
 
+    def again(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "benchmarks/reproduce.py", name, "--experiment", experiment,
+             "--no-write"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    # the experiment that ran, tabulated again: the same table; another reproduction's: refused
+    assert table_rows(again("nanda").stdout) == rows
+    refused = again("grokfast")
+    assert refused.returncode == 2 and "ran repro_nanda.toml, not repro_grokfast" in refused.stderr
+
 
 def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:
     """One point of a reproduction template, trained in-process; its metric rows."""
