@@ -265,8 +265,8 @@ def _small_multiples(
                 ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.25)
             # three or more swept values overflow one line into the neighbouring titles
-            title = textwrap.fill(labels[t.id], TITLE_CHARS, break_long_words=False)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(textwrap.fill(labels[t.id], TITLE_CHARS, break_long_words=False),
+                         fontsize=9)  # fmt: skip
             if t.rows:
                 draw(ax, t)
             else:

@@ -227,6 +227,7 @@ def test_panel_titles_of_three_swept_keys_fit_their_panels(tmp_path):
     fig = grokking_curves(report)
     FigureCanvasAgg(fig).draw()
     renderer = fig.canvas.get_renderer()
+    assert fig.get_suptitle().startswith("three: ")  # the figure's own title stays
     titled = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert len(titled) == len(grid)
     assert "loss=stablemax" in titled[-1].get_title()
