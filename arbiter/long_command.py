@@ -69,7 +69,7 @@ def run_long(args: argparse.Namespace) -> int:
         check_new_name(storage, name)
         check_writable(storage, "--storage")
 
-    from arbiter.sweep import Placement, build_tuner, connect, warn_if_storage_is_local
+    from arbiter.sweep import Placement, build_tuner, connect, fit, warn_if_storage_is_local
 
     # one run takes one GPU when there is one (or none with --gpus 0)
     gpus = min(connect(args.address, args.gpus, args.dashboard_host), 1)
@@ -84,7 +84,7 @@ def run_long(args: argparse.Namespace) -> int:
     tuner = build_tuner(path, config, Placement(gpus, args.cpus_per_trial), restore, long=True)
     budget = _Budget(args.hours)
     with budget:
-        tuner.fit()
+        fit(tuner, path)
     return _outcome(path, record, name, storage, budget.spent)
 
 

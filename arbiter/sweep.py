@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +161,7 @@ def build_tuner(
 
     from arbiter.space import to_param_space
     from arbiter.sweep_progress import LongProgress, SweepProgress
-    from arbiter.trainable import run_trial
+    from arbiter.trainable import run_trial, scratch_name
 
     sweep = config.sweep
     assert sweep is not None
@@ -169,6 +171,7 @@ def build_tuner(
             run_trial,
             base=config.run_settings(),
             cpus=placement.cpus_per_trial,
+            scratch=scratch_name(path),
             milestones=str(milestones) if milestones else None,
             attempts=str(path / ATTEMPTS) if long else None,
         ),
@@ -208,6 +211,17 @@ def build_tuner(
             callbacks=[progress],
         ),
     )
+
+
+def fit(tuner: Any, path: Path) -> None:
+    """Run the experiment at `path` to its end (or its interruption), then remove its trials'
+    scratch folders on this node, those a killed sweep left included."""
+    from arbiter.trainable import scratch_name
+
+    try:
+        tuner.fit()
+    finally:
+        shutil.rmtree(Path(tempfile.gettempdir()) / scratch_name(path), ignore_errors=True)
 
 
 def _checkpoints_kept(config: Config) -> int | None:

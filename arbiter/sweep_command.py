@@ -75,7 +75,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_new_name(storage, name)  # before Ray starts; new_experiment checks again after
     check_writable(storage, "--storage")
 
-    from arbiter.sweep import Placement, build_tuner, connect, search_alg, warn_if_storage_is_local
+    from arbiter.sweep import (
+        Placement,
+        build_tuner,
+        connect,
+        fit,
+        search_alg,
+        warn_if_storage_is_local,
+    )
 
     search_alg(template.sweep)  # a missing optional package is an error before Ray starts
     gpus = connect(args.address, args.gpus, args.dashboard_host)
@@ -95,13 +102,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     where = f"{gpus} GPU(s), one per trial" if gpus else "CPUs, one trial per CPU slot"
     print(f"sweep {name}: {len(trials)} trial(s) on {where}; experiment in {path}")
     print(f"watch: arbiter status {name} --storage {storage}  |  tensorboard --logdir {path}")
-    build_tuner(path, template, Placement(gpus, args.cpus_per_trial)).fit()
+    fit(build_tuner(path, template, Placement(gpus, args.cpus_per_trial)), path)
     return _finish(path, record, name, storage)
 
 
 def resume_sweep(args: argparse.Namespace) -> int:
     from arbiter.loading import load_config
-    from arbiter.sweep import Placement, build_tuner, connect, warn_if_storage_is_local
+    from arbiter.sweep import Placement, build_tuner, connect, fit, warn_if_storage_is_local
 
     path = find_experiment(args.experiment, args.storage)
     record = read_record(path)
@@ -126,7 +133,7 @@ def resume_sweep(args: argparse.Namespace) -> int:
     warn_if_storage_is_local(path.parent)
     print(f"resuming {path.name}: unfinished and errored trials continue from their checkpoints")
     placement = Placement(record.gpus, record.cpus_per_trial)
-    build_tuner(path, record.config(), placement, True, long=record.kind == "long").fit()
+    fit(build_tuner(path, record.config(), placement, True, long=record.kind == "long"), path)
     return _finish(path, record, path.name, path.parent)
 
 

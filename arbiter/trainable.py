@@ -3,12 +3,16 @@
 Ray stays at this edge: the core reports through a callback that calls `tune.report` (with the
 checkpoint folder when one was written), and resumes from `tune.get_checkpoint()` after a retry,
 a `resume` or a PBT exploit. The core works in a scratch folder; Tune persists what is reported.
+A trial removes its scratch folder when it ends or is stopped; a sweep killed outright cannot,
+so an experiment's scratch folders share one folder per node, which `sweep.fit` removes when
+the sweep, or its resume, ends.
 Warnings the core logs (a corrupt checkpoint skipped, say) travel with the next report as
 `warning`, since worker logs do not reach the sweep's terminal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -35,11 +39,13 @@ def run_trial(
     overrides: dict[str, Any],
     base: dict[str, Any],
     cpus: int,
+    scratch: str,
     milestones: str | None = None,
     attempts: str | None = None,
 ) -> None:
     """One trial: `base` (the template's run settings) with `overrides` (Tune's sample).
 
+    `scratch`: the experiment's folder of working folders on each node (`scratch_name`).
     `milestones`: a folder that keeps a copy of each milestone checkpoint (Tune prunes its own
     copies to checkpoint.keep). `attempts`: a file of this run's start times, to back off when
     it keeps failing (a long run is retried without limit).
@@ -68,20 +74,29 @@ def run_trial(
         if saved and milestones and config.checkpoint.is_milestone(metrics["step"]):
             _keep(saved, Path(milestones) / tune.get_context().get_trial_id() / saved.name)
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"arbiter-{tune.get_context().get_trial_id()}-"))
+    root = Path(tempfile.gettempdir()) / scratch
+    root.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{tune.get_context().get_trial_id()}-", dir=root))
     logging.getLogger("arbiter").addHandler(warnings)
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            train(config, scratch, reporter=report)
+            train(config, workdir, reporter=report)
         else:
             with checkpoint.as_directory() as folder:
                 # a corrupt checkpoint falls back to an older one; none valid: from step 0
                 resume = usable_checkpoint(Path(folder))
-                train(config, scratch, reporter=report, resume_from=resume)
+                train(config, workdir, reporter=report, resume_from=resume)
     finally:
         logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scratch_name(experiment: Path) -> str:
+    """The folder, in each node's temporary directory, of `experiment`'s trial working folders:
+    named after the experiment's full path, so that two sweeps never share one."""
+    digest = hashlib.sha256(str(experiment.resolve()).encode()).hexdigest()[:8]
+    return f"arbiter-{experiment.name}-{digest}"
 
 
 def _keep(checkpoint: Path, destination: Path) -> None:

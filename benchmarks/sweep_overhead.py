@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,12 +60,14 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
 
     from arbiter.loading import load_config
     from arbiter.space import to_param_space
-    from arbiter.trainable import run_trial
+    from arbiter.trainable import run_trial, scratch_name
 
     config = load_config(template)
+    scratch = scratch_name(storage / "raw")
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.run_settings(), cpus=1), {"cpu": 1}
+        tune.with_parameters(run_trial, base=config.run_settings(), cpus=1, scratch=scratch),
+        {"cpu": 1},
     )
     tune.Tuner(
         trainable,
@@ -72,6 +75,7 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name="raw", storage_path=str(storage), verbose=0),
     ).fit()
+    shutil.rmtree(Path(tempfile.gettempdir()) / scratch, ignore_errors=True)
 
 
 def makespan(command: list[str], env: dict[str, str]) -> float:

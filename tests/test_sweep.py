@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from conftest import run, start, status, tiny_run
 
 from arbiter.status import result_rows
+from arbiter.trainable import scratch_name
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +122,9 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     output, _ = driver.communicate(timeout=120)
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "arbiter resume cut" in output, output
+    scratch = Path(tempfile.gettempdir()) / scratch_name(experiment)
+    if sig == signal.SIGKILL:  # the killed trials had no chance to remove their scratch folders
+        assert any(scratch.iterdir())
     before = {tid: result_rows(d) for tid, d in trial_dirs(experiment).items()}
     finished_before = {tid for tid, rows in before.items() if rows[-1]["step"] == steps}
     assert finished_before
@@ -128,6 +133,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     trials = status("cut", tmp_path)["trials"]
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
+    assert not scratch.exists()  # the resumed sweep removed what the killed one left
     # the trials' folders as Tune recorded them: a trial that the killed driver had started
     # but not yet saved in its state is begun again in a new folder (the old one is left over)
     after = {t["id"]: result_rows(Path(t["path"])) for t in trials}
