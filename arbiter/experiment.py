@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class Record:
     base_config: str | None = None
     # "sweep", or "long" for `arbiter long`'s one-trial experiments (which resume by rerunning)
     kind: str = "sweep"
+    # Where the experiment was started (resolved); `resume` checks it has not moved since.
+    # Records written before it was kept have none.
+    path: str | None = None
 
     def config(self) -> Config:
         return Config.model_validate(self.resolved)
@@ -119,6 +122,7 @@ def new_experiment(storage: Path, name: str, record: Record) -> Path:
     path = check_new_name(storage, name)
     try:
         path.mkdir(parents=True)
+        record = replace(record, path=str(path.resolve()))
         (path / RECORD).write_text(json.dumps(asdict(record), indent=2))
     except OSError as exc:
         raise UserError(
@@ -170,3 +174,21 @@ def read_record(path: Path) -> Record:
 def has_tune_state(path: Path) -> bool:
     """Tune can restore only once it saved an experiment state, not merely tuner.pkl."""
     return (path / "tuner.pkl").is_file() and any(path.glob("experiment_state-*.json"))
+
+
+def check_not_moved(path: Path, record: Record) -> None:
+    """Refuse to resume a sweep moved since it started while some of its trials are not yet
+    created: Ray Tune 2.60 restores the trials it saved at the new place, but creates the
+    others at the old one (its search algorithm's saved state keeps the old path)."""
+    if record.path is None or Path(record.path).resolve() == path.resolve():
+        return  # not moved, or the old path leads here
+    newest = max(path.glob("experiment_state-*.json"))  # named by the time it was written
+    created = len(json.loads(newest.read_text())["trial_data"])
+    sweep = record.config().sweep
+    assert sweep is not None
+    if created < len(sweep.points()):
+        raise UserError(
+            f"{path}: was started at {record.path}, where Ray Tune would create the trials it "
+            f"has not begun yet; move it back, or link that path here (ln -s {path} "
+            f"{record.path})"
+        )

@@ -16,6 +16,7 @@ from arbiter.errors import UserError
 from arbiter.experiment import (
     Record,
     check_new_name,
+    check_not_moved,
     check_writable,
     default_name,
     find_experiment,
@@ -117,6 +118,7 @@ def resume_sweep(args: argparse.Namespace) -> int:
             f"{path}: cannot be resumed: it stopped before Ray Tune saved its state; "
             "remove the folder and start the sweep again"
         )
+    check_not_moved(path, record)
     files = [record.template, *([record.base_config] if record.base_config else [])]
     gone = [f for f in files if not Path(f).is_file()]
     if not gone:

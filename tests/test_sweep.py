@@ -129,13 +129,24 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     finished_before = {tid for tid, rows in before.items() if rows[-1]["step"] == steps}
     assert finished_before
 
-    resumed = run("resume", "cut", "--storage", tmp_path, "--address", cluster, timeout=600)
+    storage = tmp_path
+    if sig == signal.SIGINT:  # moved to another disk, say, before it is resumed
+        storage = tmp_path / "moved"
+        storage.mkdir()
+        experiment.rename(storage / "cut")
+        # Tune would create the trials not yet begun at the old place: refused, with a way out
+        refused = run("resume", "cut", "--storage", storage, "--address", cluster)
+        assert refused.returncode == 2 and "was started at" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        experiment.symlink_to(storage / "cut")
+    resumed = run("resume", "cut", "--storage", storage, "--address", cluster, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    trials = status("cut", tmp_path)["trials"]
+    trials = status("cut", storage)["trials"]
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     assert not scratch.exists()  # the resumed sweep removed what the killed one left
     # the trials' folders as Tune recorded them: a trial that the killed driver had started
     # but not yet saved in its state is begun again in a new folder (the old one is left over)
+    assert all(Path(t["path"]).resolve().parent == (storage / "cut").resolve() for t in trials)
     after = {t["id"]: result_rows(Path(t["path"])) for t in trials}
     for tid, rows in after.items():
         assert rows[-1]["step"] == steps
