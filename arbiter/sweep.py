@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,12 +215,12 @@ def build_tuner(
 def fit(tuner: Any, path: Path) -> None:
     """Run the experiment at `path` to its end (or its interruption), then remove its trials'
     scratch folders on this node, those a killed sweep left included."""
-    from arbiter.trainable import scratch_name
+    from arbiter.trainable import local_scratch, scratch_name
 
     try:
         tuner.fit()
     finally:
-        shutil.rmtree(Path(tempfile.gettempdir()) / scratch_name(path), ignore_errors=True)
+        shutil.rmtree(local_scratch(scratch_name(path)), ignore_errors=True)
 
 
 def _checkpoints_kept(config: Config) -> int | None:

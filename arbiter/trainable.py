@@ -74,7 +74,7 @@ def run_trial(
         if saved and milestones and config.checkpoint.is_milestone(metrics["step"]):
             _keep(saved, Path(milestones) / tune.get_context().get_trial_id() / saved.name)
 
-    root = Path(tempfile.gettempdir()) / scratch
+    root = local_scratch(scratch)
     root.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{tune.get_context().get_trial_id()}-", dir=root))
     logging.getLogger("arbiter").addHandler(warnings)
@@ -97,6 +97,11 @@ def scratch_name(experiment: Path) -> str:
     named after the experiment's full path, so that two sweeps never share one."""
     digest = hashlib.sha256(str(experiment.resolve()).encode()).hexdigest()[:8]
     return f"arbiter-{experiment.name}-{digest}"
+
+
+def local_scratch(name: str) -> Path:
+    """The folder `name` (`scratch_name`) in this node's temporary directory."""
+    return Path(tempfile.gettempdir()) / name
 
 
 def _keep(checkpoint: Path, destination: Path) -> None:

@@ -60,7 +60,7 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
 
     from arbiter.loading import load_config
     from arbiter.space import to_param_space
-    from arbiter.trainable import run_trial, scratch_name
+    from arbiter.trainable import local_scratch, run_trial, scratch_name
 
     config = load_config(template)
     scratch = scratch_name(storage / "raw")
@@ -75,7 +75,7 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name="raw", storage_path=str(storage), verbose=0),
     ).fit()
-    shutil.rmtree(Path(tempfile.gettempdir()) / scratch, ignore_errors=True)
+    shutil.rmtree(local_scratch(scratch), ignore_errors=True)
 
 
 def makespan(command: list[str], env: dict[str, str]) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from conftest import run, start, status, tiny_run
 
 from arbiter.status import result_rows
-from arbiter.trainable import scratch_name
+from arbiter.trainable import local_scratch, scratch_name
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +121,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     output, _ = driver.communicate(timeout=120)
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "arbiter resume cut" in output, output
-    scratch = Path(tempfile.gettempdir()) / scratch_name(experiment)
+    scratch = local_scratch(scratch_name(experiment))
     if sig == signal.SIGKILL:  # the killed trials had no chance to remove their scratch folders
         assert any(scratch.iterdir())
     before = {tid: result_rows(d) for tid, d in trial_dirs(experiment).items()}
