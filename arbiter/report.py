@@ -219,7 +219,7 @@ PLOT_TITLES = {
     "grokking": "Grokking curves: train and validation accuracy",
     "loss": "Loss curves",
     "weight_norm": "Weight norm",
-    "phase_diagram": "Phase diagram: steps to grok",
+    "phase_diagram": "Phase diagram: Liu et al.'s phases and steps to grok",
     "metric_vs_params": "Final metric against each swept parameter",
 }
 

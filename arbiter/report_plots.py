@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from arbiter.core.grokking import THRESHOLD
+from arbiter.core.grokking import PHASES, THRESHOLD
 from arbiter.report import (
     Report,
     TrialReport,
@@ -54,6 +54,15 @@ PLATEAU = "0.88"  # light grey: between fitting the training set and generalisin
 PANEL_W, PANEL_H = 3.1, 2.3  # inches per small-multiples panel
 TITLE_CHARS = 36  # characters of a 9-point panel title that fit in a panel's width
 MAX_GRID_VALUES = 12  # more distinct values than this per axis: a scatter, not a heatmap
+# Light tints of the Okabe-Ito colour-blind-safe palette, light enough for black text on them.
+NO_PHASE = "no results yet"
+PHASE_COLOURS = {
+    "comprehension": "#8fd6be",  # green: generalises as soon as it fits
+    "grokking": "#9fd3f2",  # blue: generalises long after it fits
+    "memorization": "#f2cf80",  # orange: fits, never generalises
+    "confusion": "#e5b3d1",  # pink: does not even fit
+    NO_PHASE: "0.92",
+}
 
 
 def draw_all(report: Report, out: Path) -> dict[str, str]:
@@ -151,9 +160,9 @@ def weight_norm(report: Report) -> Figure:
 
 
 def phase_diagram(report: Report) -> Figure:
-    """Steps to grok over the two swept parameters: a heatmap of the grid's cells, each labelled
-    with its phase (Liu et al. 2022), or a scatter when the values are draws (too many distinct
-    values for a readable grid)."""
+    """Liu et al.'s phases over the two swept parameters: each cell of the grid coloured and
+    labelled by its phase, with its steps to grok where it got there, or a scatter when the
+    values are draws (too many distinct values for a readable grid)."""
     kx, ky = report.swept
     xs = sort_values(t.config.get(kx) for t in report.trials)
     ys = sort_values(t.config.get(ky) for t in report.trials)
@@ -166,21 +175,23 @@ def phase_diagram(report: Report) -> Figure:
     for t in report.trials:
         where = (y_at[value_key(t.config.get(ky))], x_at[value_key(t.config.get(kx))])
         cells.setdefault(where, []).append(t)
-    grid = np.full((len(ys), len(xs)), np.nan)
+    grid = np.full((len(ys), len(xs)), np.nan)  # index into PHASES; NaN: no results yet
     texts: dict[tuple[int, int], str] = {}
     for where, trials in cells.items():
-        grokked = [t.measures["steps_to_grok"] for t in trials if "steps_to_grok" in t.measures]
-        if grokked:
-            grid[where] = statistics.median(grokked)
-            # repeats of a grid point (num_samples > 1): the median, and how many grokked
-            share = f"\n{len(grokked)}/{len(trials)} grokked" if len(grokked) < len(trials) else ""
-            texts[where] = f"{grid[where]:,.0f}{share}"
-        else:
-            texts[where] = "no grok" if all(_ended(t) for t in trials) else "not yet"
         # the regime by Liu et al.'s criteria: the most common among repeats (ties: the first)
         phases = Counter(t.phase for t in trials if t.phase)
-        if phases:
-            texts[where] += f"\n{phases.most_common(1)[0][0]}"
+        common = phases.most_common(1)[0][0] if phases else NO_PHASE
+        lines = [common]
+        if common != NO_PHASE:
+            grid[where] = PHASES.index(common)
+        grokked = [t.measures["steps_to_grok"] for t in trials if "steps_to_grok" in t.measures]
+        if grokked:
+            # repeats of a grid point (num_samples > 1): the median, and how many grokked
+            share = f" ({len(grokked)}/{len(trials)})" if len(grokked) < len(trials) else ""
+            lines.append(f"{THRESHOLD:.0%} at {statistics.median(grokked):,.0f}{share}")
+        elif not all(_ended(t) for t in trials):
+            lines.append("running")
+        texts[where] = "\n".join(lines)
 
     fig = Figure(
         figsize=(max(5.5, 1.25 * len(xs) + 3.0), max(4.0, 0.85 * len(ys) + 2.2)),
@@ -188,23 +199,17 @@ def phase_diagram(report: Report) -> Figure:
         layout="constrained",
     )
     ax = fig.add_subplot()
-    norm = _norm(grid[~np.isnan(grid)])
-    cmap = _cmap()
-    image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap,
-                      norm=norm)  # fmt: skip
+    ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=_phase_cmap(),
+              vmin=-0.5, vmax=len(PHASES) - 0.5, interpolation="nearest")  # fmt: skip
     for (iy, ix), text in texts.items():
-        value = grid[iy, ix]
-        # dark cells get white text; the light-grey "no grok" cells and light cells black
-        dark = not np.isnan(value) and _luminance(cmap(norm(value))) < 0.5
-        ax.text(ix, iy, text, ha="center", va="center", fontsize=10,
-                color="white" if dark else "black")  # fmt: skip
+        ax.text(ix, iy, text, ha="center", va="center", fontsize=10)
     ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
     ax.set_yticks(range(len(ys)), [fmt(v) for v in ys])
     ax.set_xlabel(kx)
     ax.set_ylabel(ky)
-    ax.set_title(f"{report.name}: steps until validation accuracy >= {THRESHOLD}")
-    if len(set(grid[~np.isnan(grid)])) > 1:  # one value needs no scale: its cell says it
-        fig.colorbar(image, ax=ax, label="steps to grok (earlier is darker)")
+    reached = f"{THRESHOLD:.0%} at N: validation accuracy >= {THRESHOLD} from step N"
+    ax.set_title(f"{report.name}: phases (Liu et al. 2022)\n{reached}")
+    _phase_legend(ax, {PHASES[int(i)] for i in grid[~np.isnan(grid)]})
     return fig
 
 
@@ -363,26 +368,34 @@ def _plateau(ax: Axes, t: TrialReport) -> None:
 def _phase_scatter(report: Report, kx: str, ky: str) -> Figure:
     fig = Figure(figsize=(6.5, 5.0), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    grokked = [t for t in report.trials if "steps_to_grok" in t.measures]
-    others = [t for t in report.trials if "steps_to_grok" not in t.measures]
-    steps = np.array([t.measures["steps_to_grok"] for t in grokked], dtype=float)
-    if grokked:
-        points = ax.scatter([t.config[kx] for t in grokked], [t.config[ky] for t in grokked],
-                            c=steps, cmap=_cmap(), norm=_norm(steps), s=60, edgecolors="black",
-                            linewidths=0.5)  # fmt: skip
-        fig.colorbar(points, ax=ax, label="steps to grok")
-    if others:
-        ax.scatter([t.config[kx] for t in others], [t.config[ky] for t in others], marker="x",
-                   color="0.45", s=50, label="no grok (yet)")  # fmt: skip
-        ax.legend(fontsize=8)
+    for name, colour in PHASE_COLOURS.items():
+        trials = [t for t in report.trials if (t.phase or NO_PHASE) == name]
+        if trials:
+            ax.scatter([t.config[kx] for t in trials], [t.config[ky] for t in trials], s=60,
+                       color=colour, edgecolors="black", linewidths=0.5, label=name)  # fmt: skip
     for key, set_scale in ((kx, ax.set_xscale), (ky, ax.set_yscale)):
         if _log_worthy([t.config[key] for t in report.trials]):
             set_scale("log")
     ax.set_xlabel(kx)
     ax.set_ylabel(ky)
-    ax.set_title(f"{report.name}: steps until validation accuracy >= {THRESHOLD}")
+    ax.set_title(f"{report.name}: phases (Liu et al. 2022)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     ax.grid(True, alpha=0.25)
     return fig
+
+
+def _phase_legend(ax: Axes, shown: set[str]) -> None:
+    handles = [Patch(color=PHASE_COLOURS[p], label=p) for p in PHASES if p in shown]
+    if handles:
+        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9,
+                  title="phase", title_fontsize=9)  # fmt: skip
+
+
+def _phase_cmap() -> ListedColormap:
+    # index i of the map is PHASES[i]; bad: a cell with no results yet
+    return ListedColormap([PHASE_COLOURS[p] for p in PHASES]).with_extremes(
+        bad=PHASE_COLOURS[NO_PHASE]
+    )
 
 
 def _positions(values: list[Any]) -> tuple[list[float], list[Any] | None]:
@@ -401,24 +414,6 @@ def _log_worthy(values: list[Any]) -> bool:
     return bool(numbers) and min(numbers) > 0 and max(numbers) >= 20 * min(numbers)
 
 
-def _norm(values: np.ndarray) -> Normalize:
-    """Colour scale for steps: logarithmic when they span more than a decade."""
-    if values.size == 0:
-        return Normalize(0, 1)
-    low, high = float(values.min()), float(values.max())
-    if low > 0 and high > 10 * low:
-        return LogNorm(low, high)
-    if low == high:  # one value: any colour of the map would do; the middle one
-        return Normalize(low - 1, high + 1)
-    return Normalize(low, high)
-
-
-def _cmap():
-    from matplotlib import colormaps
-
-    return colormaps["viridis"].with_extremes(bad="0.92")  # bad: cells that never grokked
-
-
 def _colors(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -427,11 +422,6 @@ def _colors(n: int) -> list[Any]:
     if n <= 20:
         return [colormaps["tab20"](i) for i in range(n)]
     return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, n)]
-
-
-def _luminance(rgba: Sequence[float]) -> float:
-    r, g, b = rgba[:3]
-    return 0.299 * r + 0.587 * g + 0.114 * b
 
 
 def _positive(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:

@@ -20,7 +20,7 @@ from conftest import run, tiny_run
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
-from arbiter.core.grokking import measures_from_rows
+from arbiter.core.grokking import PHASES, measures_from_rows
 from arbiter.experiment import RECORD
 from arbiter.loading import load_config
 from arbiter.report import (
@@ -164,10 +164,17 @@ def test_two_swept_parameters_draw_a_phase_diagram(tmp_path):
     for name in plots.values():
         assert_png(tmp_path / name)
     assert not (tmp_path / FILES["metric_vs_params"]).exists()
-    texts = sorted(t.get_text() for t in phase_diagram(report).axes[0].texts)
-    # each cell: steps to grok, then the phase (a running trial may still grok)
-    assert texts == ["150\ncomprehension", "550\ncomprehension", "no grok\nmemorization",
-                     "not yet\nmemorization"]  # fmt: skip
+    figure = phase_diagram(report)
+    texts = sorted(t.get_text() for t in figure.axes[0].texts)
+    # each cell: its phase, then the step it grokked at (a running trial may still grok)
+    assert texts == ["comprehension\n99% at 150", "comprehension\n99% at 550", "memorization",
+                     "memorization\nrunning"]  # fmt: skip
+    # coloured by phase: the cells' values index PHASES, each phase in the legend once
+    cells = figure.axes[0].images[0].get_array()
+    comprehension, memorization = PHASES.index("comprehension"), PHASES.index("memorization")
+    assert cells.tolist() == [[comprehension] * 2, [memorization] * 2]  # rows: weight decay
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["comprehension", "memorization"]
 
 
 def test_repeats_of_a_grid_point_show_the_median_and_how_many_grokked(tmp_path):
@@ -178,8 +185,8 @@ def test_repeats_of_a_grid_point_show_the_median_and_how_many_grokked(tmp_path):
     ]
     report = make_report(tmp_path / "rep", "t.toml", "val/accuracy", "max", trials)
     texts = sorted(t.get_text() for t in phase_diagram(report).axes[0].texts)
-    assert texts == ["100\ncomprehension", "200\n1/2 grokked\ncomprehension",
-                     "400\ncomprehension", "no grok\nmemorization"]  # fmt: skip
+    assert texts == ["comprehension\n99% at 100", "comprehension\n99% at 200 (1/2)",
+                     "comprehension\n99% at 400", "memorization"]  # fmt: skip
     labels = [ax.get_title() for ax in grokking_curves(report).axes if ax.get_visible()]
     assert "a=1, b=1 (t0)" in labels and len(labels) == 6  # repeats named by their id
 
@@ -207,6 +214,8 @@ def test_thirty_two_trials_and_random_draws_stay_readable(tmp_path):
     assert len(report.swept) == 2  # drawn as a scatter: 32 distinct values per axis
     scatter = phase_diagram(report)
     assert not scatter.axes[0].images and len(scatter.axes[0].collections) == 2
+    legend = [t.get_text() for t in scatter.axes[0].get_legend().get_texts()]
+    assert legend == ["comprehension", "memorization"]  # one colour per phase present
     curves = grokking_curves(report)
     assert sum(ax.get_visible() for ax in curves.axes) == 32
     for name, fig in (("phase.png", scatter), ("curves.png", curves)):
