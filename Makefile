@@ -50,6 +50,7 @@ repro: install
 	-$(BIN)/python benchmarks/reproduce.py nanda --gpus $(GPUS)
 	-$(BIN)/python benchmarks/reproduce.py grokfast --gpus $(GPUS)
 	-$(BIN)/python benchmarks/reproduce.py prieto --gpus $(GPUS)
+	-$(BIN)/python benchmarks/reproduce.py prieto_mlp --gpus $(GPUS)
 	-$(BIN)/python benchmarks/reproduce.py phases --gpus $(GPUS)
 
 clean:

@@ -56,6 +56,13 @@ class ModelConfig(Section):
 
     name: str = "theos"
     """A label for the architecture, shown in reports."""
+    arch: Literal["transformer", "mlp"] = "transformer"
+    """transformer: the decoder-only "theos" transformer. mlp: a multilayer perceptron on the
+    one-hot codes of the input tokens (every one but the last, the `=`), concatenated, as in
+    Prieto et al. 2025's StableMax experiments: `n_layers` hidden layers of width `dim` with the
+    `mlp` activation (relu or gelu), biases if `mlp_bias`, then the output layer; modular task
+    only (it predicts one answer per sequence). The transformer's own keys (n_heads, mlp_dim,
+    norm, positions, tie_embeddings, flash_attention, dropout, rope_theta) do not apply to it."""
     dim: int = Field(128, gt=0)
     """Width of the residual stream (d_model)."""
     n_layers: int = Field(2, gt=0)
@@ -458,12 +465,14 @@ class Config(Section):
                 f"{model.vocab_size} does not fit uint16 token files; "
                 f"allowed: up to {MAX_TOKEN_VOCAB}",
             )
-        if model.dim % model.n_heads:
+        if model.arch == "mlp":
+            self._check_mlp()
+        elif model.dim % model.n_heads:
             raise KeyProblem(
                 "model.n_heads",
                 f"model.dim = {model.dim} is not divisible by n_heads = {model.n_heads}",
             )
-        if model.positions == "rope" and (model.dim // model.n_heads) % 2:
+        elif model.positions == "rope" and (model.dim // model.n_heads) % 2:
             raise KeyProblem(
                 "model.n_heads",
                 f"head size dim / n_heads = {model.dim // model.n_heads} is odd; "
@@ -476,6 +485,19 @@ class Config(Section):
                 check_sweepable(key)
             self._check_scheduler(self.sweep)
         return self
+
+    def _check_mlp(self) -> None:
+        if self.data.task != "modular":
+            raise KeyProblem(
+                "model.arch",
+                f"'mlp' predicts one answer per sequence and needs data.task = 'modular', not "
+                f"'{self.data.task}'; allowed for '{self.data.task}': 'transformer'",
+            )
+        if self.model.mlp == "swiglu":
+            raise KeyProblem(
+                "model.mlp",
+                "'swiglu' is not an activation of model.arch = 'mlp'; allowed: 'relu', 'gelu'",
+            )
 
     def _resolve_full_batch(self) -> None:
         """batch_size = "full" becomes the number of training pairs, so that every reader of

@@ -1,7 +1,8 @@
 """Back-of-envelope cost of a run from its config alone: parameters, FLOPs, training memory.
 
 Used by `arbiter sweep --dry-run` to show what each trial costs and to flag trials that cannot
-fit the GPUs present, before anything runs. The parameter count is exact for `models.Theos`; the
+fit the GPUs present, before anything runs. The parameter count is exact for `models.Theos` and
+`models.OneHotMLP` (`model.arch = "mlp"`, whose figures are a branch of each function); the
 memory figure is an estimate whose assumptions are spelled out in `training_memory_bytes`.
 """
 
@@ -36,6 +37,9 @@ def parameter_count(config: Config) -> int:
     """Exact: embedding, per layer attention (4 d^2), MLP (2 or 3 d h, and its biases) and two
     norms, norm, head, and a learned position table."""
     m = config.model
+    if m.arch == "mlp":
+        biases = m.n_layers * m.dim if m.mlp_bias else 0
+        return _mlp_weights(config) + biases
     d, vocab = m.dim, config.vocab_size()
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
     norms = 0 if m.norm == "none" else (2 * m.n_layers + 1) * d
@@ -57,6 +61,8 @@ def training_flops_per_token(config: Config) -> int:
     """
     m = config.model
     d, vocab, seq = m.dim, config.vocab_size(), config.seq_len()
+    if m.arch == "mlp":  # one pass per sequence: its cost spread over the sequence's tokens
+        return round(6 * _mlp_weights(config) / seq)
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
     per_position = d * d + mlp_matrices * d * m.hidden_dim() + vocab * d  # after q, k, v
     share = 1 / seq if config.data.task == "modular" else 1.0  # of the last block and head
@@ -72,7 +78,7 @@ def training_memory_bytes(config: Config) -> int:
     (SDPA/flash on CUDA) and fp32 logits for the loss; see `activation_bytes` for the rest.
     """
     t = config.training
-    tokens = t.batch_size * config.seq_len()
+    tokens = t.batch_size * (1 if config.model.arch == "mlp" else config.seq_len())
     logits = tokens * config.vocab_size() * (_compute_bytes(config) + 4 + 4)  # + fp32 copy, grad
     states = STATE_BYTES_PER_PARAM * parameter_count(config)
     return states + activation_bytes(config) + logits + RUNTIME_OVERHEAD_BYTES
@@ -97,6 +103,10 @@ def activation_bytes(config: Config) -> int:
     attention output with its heads merged (CUDA's SDPA and flash kernels return that layout).
     """
     m, t = config.model, config.training
+    if m.arch == "mlp":
+        # the one-hot input, then each hidden layer's output before and after its activation
+        inputs = (config.seq_len() - 1) * config.vocab_size()
+        return t.batch_size * _compute_bytes(config) * (inputs + 2 * m.n_layers * m.dim)
     d, hidden, act = m.dim, m.hidden_dim(), _compute_bytes(config)
     gated = m.mlp == "swiglu"
     autocast = act < 4
@@ -113,6 +123,13 @@ def activation_bytes(config: Config) -> int:
         # every block's input; in the backward pass one block is recomputed beside them
         return tokens * (m.n_layers - 1) * residual + per_block
     return m.n_layers * per_block
+
+
+def _mlp_weights(config: Config) -> int:
+    """The one-hot MLP's matrices: the input layer reads every position but the last."""
+    m, vocab = config.model, config.vocab_size()
+    inputs = (config.seq_len() - 1) * vocab
+    return inputs * m.dim + (m.n_layers - 1) * m.dim * m.dim + m.dim * vocab
 
 
 def _compute_bytes(config: Config) -> int:

@@ -164,3 +164,50 @@ def phases_table(report: Report) -> tuple[str, bool]:
         f"appear: {verdict(met)}.",
     ]
     return "\n".join(lines) + "\n", met
+
+
+# Prieto et al. 2025, Figure 1: StableMax's test accuracy on their one-hot MLP, read off the
+# figure (their saved runs log every 5,000 steps), by step.
+PRIETO_MLP_PUBLISHED = {20000: 0.06, 40000: 0.73, 50000: 0.94, 60000: 0.98}
+PRIETO_MLP_GOAL = 0.9
+
+
+def prieto_mlp_table(report: Report) -> tuple[str, bool]:
+    """Validation accuracy at the steps of the published curve, per loss; the goal: StableMax
+    passes 90% within the run without any regularization."""
+    steps = sorted(PRIETO_MLP_PUBLISHED)
+    lines = [
+        "| loss | " + " | ".join(f"{s:,}" for s in steps) + " | 90% at step | last step "
+        "| zero-loss fraction |",
+        "|---|" + "---:|" * (len(steps) + 3),
+        "| StableMax, published | "
+        + " | ".join(f"~{PRIETO_MLP_PUBLISHED[s]:.2f}" for s in steps)
+        + " | ~48,000 | 80,000 | - |",
+    ]
+    reached: dict[str, int | None] = {}
+    for trial in sorted(report.trials, key=lambda t: t.config["training.loss"]):
+        loss = trial.config["training.loss"]
+        reached[loss] = first_step(trial, "val/accuracy", lambda a: a >= PRIETO_MLP_GOAL)
+        last = trial.rows[-1] if trial.rows else {}
+        at = [_accuracy_at(trial, s) for s in steps]
+        lines.append(
+            f"| {loss} | " + " | ".join("-" if a is None else f"{a:.2f}" for a in at)
+            + f" | {shown(reached[loss])} | {shown(last.get('step'))} | "
+            f"{last.get('train/zero_loss_fraction', 0):.3f} |"
+        )  # fmt: skip
+    met = reached.get("stablemax") is not None
+    lines += [
+        "",
+        f"Goal: StableMax passes {PRIETO_MLP_GOAL:.0%} validation accuracy with no weight decay "
+        f"(theirs by ~48,000 steps): {verdict(met)}.",
+    ]
+    return "\n".join(lines) + "\n", met
+
+
+def _accuracy_at(trial: TrialReport, step: int) -> float | None:
+    """Validation accuracy of the last evaluation at or before `step`, if the trial got there
+    (a trial stopped earlier has none: its last evaluation is not that step's)."""
+    rows = [r for r in trial.rows if "val/accuracy" in r]
+    if not rows or rows[-1]["step"] < step:
+        return None
+    return next(r["val/accuracy"] for r in reversed(rows) if r.get("eval_step", r["step"]) <= step)

@@ -15,6 +15,8 @@ table that puts our figure next to the published one, with the goal it must meet
   without Grokfast-EMA and weight decay 0.005. Goal: a speed-up of at least 20x (theirs 43.8x).
 - prieto: Prieto et al. 2025, softmax collapse without weight decay: the fp32 softmax run
   stalls with most training losses exactly 0; StableMax and ⊥Grad generalize.
+- prieto_mlp: Prieto et al. 2025's Figure 1, StableMax on their one-hot MLP (a + b mod 113)
+  with no regularization, against softmax. Goal: StableMax passes 90% validation accuracy.
 - phases: Liu et al. 2022's phases (comprehension, grokking, memorization, confusion) over
   learning rate x weight decay. Goal: all four appear.
 
@@ -34,11 +36,18 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from report import Started, append_report
-from repro_tables import grokfast_table, nanda_table, phases_table, prieto_table
+from repro_tables import (
+    grokfast_table,
+    nanda_table,
+    phases_table,
+    prieto_mlp_table,
+    prieto_table,
+)
 
 from arbiter.report import Report, load_report
 
@@ -68,6 +77,11 @@ REPRODUCTIONS_BY_NAME = {
     "prieto": Reproduction(
         "softmax collapse (Prieto et al. 2025), StableMax, fp64 and orthograd without decay",
         prieto_table,
+        "grokking_curves.png",
+    ),
+    "prieto_mlp": Reproduction(
+        "StableMax on Prieto et al. 2025's one-hot MLP, no regularization",
+        prieto_mlp_table,
         "grokking_curves.png",
     ),
     "phases": Reproduction(
@@ -108,7 +122,9 @@ def main() -> int:
     template = f"repro_{args.reproduction}.toml"
     if args.experiment and (args.set or args.address or args.storage):
         parser.error("--experiment tabulates what ran: --set, --address, --storage do not apply")
-    with tempfile.TemporaryDirectory() as scratch:
+    # a temporary results folder only for a new sweep without --storage
+    temporary = args.experiment is None and args.storage is None
+    with tempfile.TemporaryDirectory() if temporary else nullcontext() as scratch:
         if args.experiment:
             experiment = args.experiment.resolve()
         else:

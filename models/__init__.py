@@ -1,5 +1,6 @@
 """
-Model definitions for the sweeps: the theos decoder-only transformer family.
+Model definitions for the sweeps: the theos decoder-only transformer family, and the one-hot
+MLP of the grokking papers.
 
 This package depends on torch alone, so it can be imported (and tested) without Ray or the
 arbiter package.
@@ -11,9 +12,12 @@ from .attention import (
     compute_dtype,
     flash_attn_available,
 )
+from .onehot_mlp import OneHotMLP, OneHotMLPConfig
 from .theos import Theos, TheosConfig
 
 __all__ = [
+    "OneHotMLP",
+    "OneHotMLPConfig",
     "Theos",
     "TheosConfig",
     "causal_attention",

@@ -130,6 +130,12 @@ CASES = [
          files={T: "[model]\nmlp = 'tanh'\n"}),
     case("heads", ["validate", T], "model.n_heads", "model.dim = 100 is not divisible",
          files={T: "[model]\ndim = 100\nn_heads = 3\n"}),
+    case("mlp-on-tokens", ["validate", T], "model.arch", "needs data.task = 'modular'",
+         "allowed for 'tokens': 'transformer'",
+         files={T: "[model]\narch = 'mlp'\nmlp = 'relu'\nvocab_size = 50\n[data]\n"
+                   "task = 'tokens'\npath = 'x.bin'\n[training]\nseq_len = 8\n"}),
+    case("mlp-swiglu", ["validate", T], "model.mlp", "'swiglu' is not an activation",
+         "allowed: 'relu', 'gelu'", files={T: "[model]\narch = 'mlp'\n"}),
     case("odd-head-size", ["validate", T], "model.n_heads", "head size dim / n_heads = 3 is odd",
          files={T: "[model]\ndim = 48\nn_heads = 16\n"}),
     case("not-prime", ["validate", T], "data.modulus: 100 is not prime",

@@ -33,6 +33,8 @@ from arbiter.templates import packaged_configs
         },
         {"dim": 32, "n_layers": 2, "n_heads": 2, "mlp_bias": True},
         {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp": "relu", "mlp_bias": True},
+        {"arch": "mlp", "dim": 40, "n_layers": 2, "mlp": "relu"},
+        {"arch": "mlp", "dim": 24, "n_layers": 3, "mlp": "gelu", "mlp_bias": True},
     ],
 )
 def test_parameter_count_matches_the_model(model):

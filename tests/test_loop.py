@@ -97,8 +97,9 @@ LITERATURE = dict(
 @pytest.mark.parametrize(
     "config",
     [tiny(dropout=0.1), tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0),
-     tiny(**LITERATURE), tiny(optimizer="adam", eps=1e-25, weight_decay=0.01)],
-    ids=["dropout", "grokfast", "literature", "adam"],
+     tiny(**LITERATURE), tiny(optimizer="adam", eps=1e-25, weight_decay=0.01),
+     tiny(model={"arch": "mlp", "mlp": "gelu", "mlp_bias": True}, loss="stablemax")],
+    ids=["dropout", "grokfast", "literature", "adam", "mlp"],
 )  # fmt: skip
 def test_state_outside_the_model_resumes_exactly_too(tmp_path, config):
     """Dropout draws from the global RNG and Grokfast keeps gradient averages: both must come

@@ -11,7 +11,7 @@ from test_report import trial
 from arbiter.report import make_report
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from repro_tables import nanda_table  # noqa: E402
+from repro_tables import nanda_table, prieto_mlp_table  # noqa: E402
 
 
 def loss_curve(reached_at: int | None, steps: int = 12000, every: int = 20) -> list[dict]:
@@ -50,3 +50,34 @@ def test_nanda_goal_fails_on_a_median_out_of_tolerance_or_out_of_order(tmp_path)
     text, unreached = nanda(tmp_path, {0.3: [None, None, 8000], 0.4: [3109], 0.5: [956],
                                        0.6: [440]})  # fmt: skip
     assert not unreached and table_rows(text)[0][2] == "not reached"
+
+
+def accuracy_curve(ramp: dict[int, float], steps: int, every: int = 250) -> list[dict]:
+    """Evaluated rows whose validation accuracy steps up to ramp[s] from step s on."""
+    return [
+        {"step": step, "eval_step": step, "train/zero_loss_fraction": 0.5,
+         "val/accuracy": max([a for s, a in ramp.items() if s <= step], default=0.0)}
+        for step in range(every, steps + every, every)
+    ]  # fmt: skip
+
+
+def prieto_mlp(tmp_path: Path, stablemax: list[dict], softmax: list[dict]):
+    trials = [trial("t0", {"training.loss": "softmax"}, softmax),
+              trial("t1", {"training.loss": "stablemax"}, stablemax)]  # fmt: skip
+    return prieto_mlp_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
+
+
+def test_prieto_mlp_reads_each_loss_at_the_published_steps(tmp_path):
+    stablemax = accuracy_curve({30000: 0.5, 45250: 0.93, 58000: 0.985}, 60000)
+    softmax = accuracy_curve({1000: 0.01}, 80000)
+    text, met = prieto_mlp(tmp_path, stablemax, softmax)
+    rows = {row[0]: row[1:] for row in table_rows(text)}
+    assert rows["StableMax, published"][:4] == ["~0.06", "~0.73", "~0.94", "~0.98"]
+    assert rows["stablemax"] == ["0.00", "0.50", "0.93", "0.98", "45,250", "60,000", "0.500"]
+    assert rows["softmax"][4:6] == ["not reached", "80,000"]
+    assert met
+    # stopped (or interrupted) at 44,000: the later columns were not run, and it never got there
+    text, met = prieto_mlp(tmp_path / "b", stablemax[:176], softmax)
+    assert table_rows(text)[-1][1:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
+                                        "0.500"]  # fmt: skip
+    assert not met

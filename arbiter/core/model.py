@@ -1,12 +1,13 @@
-"""The `[model]` table to a `models.Theos` network (the only place the two meet), initial weight
-scale included."""
+"""The `[model]` table to a network, `models.Theos` or `models.OneHotMLP` (the only place the
+two packages meet), initial weight scale included."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from arbiter.config import Config
-from models import Theos, TheosConfig
+from models import OneHotMLP, OneHotMLPConfig, Theos, TheosConfig
 
 
 def theos_config(config: Config) -> TheosConfig:
@@ -32,13 +33,31 @@ def theos_config(config: Config) -> TheosConfig:
     )
 
 
-def build_model(config: Config) -> Theos:
-    """A freshly initialised model; seed torch first for reproducible weights.
+def mlp_config(config: Config) -> OneHotMLPConfig:
+    """The one-hot MLP a run's config describes (`model.arch = "mlp"`)."""
+    m = config.model
+    return OneHotMLPConfig(
+        vocab_size=config.vocab_size(),
+        seq_len=config.seq_len(),
+        dim=m.dim,
+        n_layers=m.n_layers,
+        activation=m.mlp,
+        bias=m.mlp_bias,
+        init=m.init,
+    )
+
+
+def build_model(config: Config) -> nn.Module:
+    """A freshly initialised model (`Theos` or `OneHotMLP`, by `model.arch`); seed torch first
+    for reproducible weights.
 
     Every weight matrix (ndim >= 2: linear layers and the embedding, once when tied) is then
     multiplied by `model.init_scale`; norm gains keep their initial ones.
     """
-    model = Theos(theos_config(config))
+    if config.model.arch == "mlp":
+        model: nn.Module = OneHotMLP(mlp_config(config))
+    else:
+        model = Theos(theos_config(config))
     scale = config.model.init_scale
     if scale != 1.0:
         with torch.no_grad():

@@ -1,0 +1,93 @@
+"""
+OneHotMLP: a multilayer perceptron on one-hot codes, the other network of the grokking papers.
+
+Prieto et al. 2025 ("Grokking at the Edge of Numerical Stability") show softmax collapse and
+StableMax on an MLP that reads one-hot(a) concatenated with one-hot(b) (no embedding table):
+two hidden layers of 200 ReLU units, no biases, PyTorch's default initialisation. This is that
+network for any sequence of tokens: every position but the last (the `=` that marks where the
+answer goes: always the same token, so it would only add a constant) is one-hot coded, the
+codes are concatenated, and the logits are the answer's alone. It fits tasks that score one
+answer per sequence (the modular task), not language modelling.
+
+Its interface is the one the training core uses of `Theos`: `forward(idx, last_only)` returning
+(B, 1, V) logits, `lm_head` (the output layer, whose norm is a diagnostic), and the attributes
+`gradient_checkpointing` and `attention_kernel`, which mean nothing here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class OneHotMLPConfig:
+    vocab_size: int
+    seq_len: int  # tokens per sequence; the first seq_len - 1 are the input
+    dim: int  # width of each hidden layer
+    n_layers: int  # hidden layers
+    activation: str = "relu"  # "relu" | "gelu"
+    bias: bool = False  # biases in the hidden layers (the output layer never has one)
+    init: str = "torch"  # "torch" | "gpt2" | "nanda", see OneHotMLP._init_weights
+
+    def __post_init__(self) -> None:
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
+        if self.init not in ("gpt2", "nanda", "torch"):
+            raise ValueError(f"init must be 'gpt2', 'nanda' or 'torch', got {self.init!r}")
+        if self.seq_len < 2:
+            raise ValueError("seq_len must be at least 2 (inputs, then the answer's position)")
+
+    def input_dim(self) -> int:
+        return (self.seq_len - 1) * self.vocab_size
+
+
+class OneHotMLP(nn.Module):
+    def __init__(self, config: OneHotMLPConfig):
+        super().__init__()
+        self.config = config
+        fan_ins = [config.input_dim()] + [config.dim] * (config.n_layers - 1)
+        self.hidden = nn.ModuleList(nn.Linear(n, config.dim, bias=config.bias) for n in fan_ins)
+        self.activation = F.relu if config.activation == "relu" else F.gelu
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.gradient_checkpointing = False  # nothing worth recomputing in so small a network
+        self._init_weights()
+
+    @property
+    def attention_kernel(self) -> str:
+        return "none (mlp)"
+
+    def _init_weights(self) -> None:
+        """torch: the layers' own defaults (uniform in +-1/sqrt(fan_in), biases too), as
+        Prieto et al.'s code; gpt2: N(0, 0.02^2); nanda: std 1/sqrt(dim), the output layer
+        1/sqrt(vocab). Biases start at zero except with torch."""
+        init = self.config.init
+        if init == "torch":
+            return
+        std = 0.02 if init == "gpt2" else 1 / math.sqrt(self.config.dim)
+        for layer in self.hidden:
+            nn.init.normal_(layer.weight, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        head_std = 1 / math.sqrt(self.config.vocab_size) if init == "nanda" else std
+        nn.init.normal_(self.lm_head.weight, std=head_std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, last_only: bool = True) -> torch.Tensor:
+        """Token ids (B, T) -> the logits of the token after the last one, (B, 1, V), in the
+        compute dtype. `last_only` is accepted for the core's sake: there are no other logits."""
+        if idx.size(1) != self.config.seq_len:
+            raise ValueError(f"sequence length {idx.size(1)} is not seq_len {self.config.seq_len}")
+        first = self.hidden[0].weight
+        # One-hot codes times the first layer pick one column per position: the same as summing
+        # per-position embedding rows, but it keeps the layer (and its fan-in) as published.
+        x = F.one_hot(idx[:, :-1], self.config.vocab_size).flatten(1).to(first.dtype)
+        for layer in self.hidden:
+            x = self.activation(layer(x))
+        return self.lm_head(x).unsqueeze(1)
