@@ -11,6 +11,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,10 @@ class Record:
     # Records written before it was kept have none.
     path: str | None = None
 
+    @cached_property
     def config(self) -> Config:
+        """The validated settings, validated once (`read_record` does it first, to refuse a
+        record this version cannot run)."""
         return Config.model_validate(self.resolved)
 
 
@@ -161,7 +165,7 @@ def read_record(path: Path) -> Record:
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"{path / RECORD}: unreadable experiment record: {exc}") from None
     try:
-        record.config()
+        record.config  # noqa: B018 (validates, and keeps the result)
     except ValidationError as exc:
         key, problem = describe_error(exc)
         raise UserError(
@@ -184,7 +188,7 @@ def check_not_moved(path: Path, record: Record) -> None:
         return  # not moved, or the old path leads here
     newest = max(path.glob("experiment_state-*.json"))  # named by the time it was written
     created = len(json.loads(newest.read_text())["trial_data"])
-    sweep = record.config().sweep
+    sweep = record.config.sweep
     assert sweep is not None
     if created < len(sweep.points()):
         raise UserError(

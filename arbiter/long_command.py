@@ -121,7 +121,7 @@ def _continues(path: Path, record: Record) -> bool:
 def _outcome(path: Path, record: Record, name: str, storage: Path, budget_spent: bool) -> int:
     from arbiter.status import ERRORED, FINISHED, print_table, read_trials
 
-    sweep = record.config().sweep
+    sweep = record.config.sweep
     assert sweep is not None
     trials = read_trials(path, sweep.metric, sweep.mode)
     print_table(path, record, trials, sweep.metric)

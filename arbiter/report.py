@@ -84,7 +84,7 @@ def run_report(args: argparse.Namespace) -> int:
 def load_report(path: Path) -> Report:
     """Every trial of the experiment at `path` with its rows, measures and final metrics."""
     record = read_record(path)
-    sweep = record.config().sweep
+    sweep = record.config.sweep
     assert sweep is not None  # only templates with [sweep] become experiments
     trials = [
         trial_report(t, result_rows(Path(t.path)))

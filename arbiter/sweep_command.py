@@ -135,7 +135,7 @@ def resume_sweep(args: argparse.Namespace) -> int:
     warn_if_storage_is_local(path.parent)
     print(f"resuming {path.name}: unfinished and errored trials continue from their checkpoints")
     placement = Placement(record.gpus, record.cpus_per_trial)
-    fit(build_tuner(path, record.config(), placement, True, long=record.kind == "long"), path)
+    fit(build_tuner(path, record.config, placement, True, long=record.kind == "long"), path)
     return _finish(path, record, path.name, path.parent)
 
 
@@ -144,7 +144,7 @@ def show_status(args: argparse.Namespace) -> int:
 
     path = find_experiment(args.experiment, args.storage)
     record = read_record(path)
-    sweep = record.config().sweep
+    sweep = record.config.sweep
     assert sweep is not None
     trials = read_trials(path, sweep.metric, sweep.mode)
     if args.json:
@@ -216,7 +216,7 @@ def _finish(path: Path, record: Record, name: str, storage: Path) -> int:
     """Print the saved outcome; the exit code says whether every trial finished."""
     from arbiter.status import ERRORED, FINISHED, print_table, read_trials
 
-    sweep = record.config().sweep
+    sweep = record.config.sweep
     assert sweep is not None
     trials = read_trials(path, sweep.metric, sweep.mode)
     print_table(path, record, trials, sweep.metric)
