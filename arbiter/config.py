@@ -52,7 +52,7 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    """`[model]`: the decoder-only transformer ("theos" family)."""
+    """`[model]`: the decoder-only transformer ("theos" family), or the one-hot MLP."""
 
     name: str = "theos"
     """A label for the architecture, shown in reports."""
@@ -60,13 +60,15 @@ class ModelConfig(Section):
     """transformer: the decoder-only "theos" transformer. mlp: a multilayer perceptron on the
     one-hot codes of the input tokens (every one but the last, the `=`), concatenated, as in
     Prieto et al. 2025's StableMax experiments: `n_layers` hidden layers of width `dim` with the
-    `mlp` activation (relu or gelu), biases if `mlp_bias`, then the output layer; modular task
-    only (it predicts one answer per sequence). The transformer's own keys (n_heads, mlp_dim,
-    norm, positions, tie_embeddings, flash_attention, dropout, rope_theta) do not apply to it."""
+    `mlp` activation (relu, its default, or gelu), biases if `mlp_bias`, then the output layer;
+    modular task only (it predicts one answer per sequence), without dropout or gradient
+    checkpointing. The transformer's own keys (n_heads, mlp_dim, norm, positions,
+    tie_embeddings, flash_attention, rope_theta) do not apply to it."""
     dim: int = Field(128, gt=0)
-    """Width of the residual stream (d_model)."""
+    """Width of the residual stream (d_model); of each hidden layer for arch = "mlp"."""
     n_layers: int = Field(2, gt=0)
-    """Number of transformer blocks: deep-and-narrow models have many layers and a small dim."""
+    """Number of transformer blocks: deep-and-narrow models have many layers and a small dim.
+    Hidden layers for arch = "mlp"."""
     n_heads: int = Field(4, gt=0)
     """Attention heads; the head size dim / n_heads must be an even integer (rotary embeddings)."""
     vocab_size: int | None = Field(None, gt=1)
@@ -108,6 +110,14 @@ class ModelConfig(Section):
     """Multiplies every weight matrix (embeddings included, norm gains and biases not) after
     `init`. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial weight norm: a
     larger scale lengthens the memorization plateau, a smaller one shortens it."""
+
+    @model_validator(mode="after")
+    def _mlp_activation(self) -> ModelConfig:
+        # SwiGLU, the transformer's default, is no activation of the one-hot MLP: unless told
+        # otherwise it takes ReLU, as the papers' MLPs have (a SwiGLU asked for is refused).
+        if self.arch == "mlp" and "mlp" not in self.model_fields_set:
+            self.mlp = "relu"
+        return self
 
     def hidden_dim(self) -> int:
         """The MLP's hidden width, resolving `mlp_dim = 0` to the customary default."""
@@ -497,6 +507,17 @@ class Config(Section):
             raise KeyProblem(
                 "model.mlp",
                 "'swiglu' is not an activation of model.arch = 'mlp'; allowed: 'relu', 'gelu'",
+            )
+        if self.model.dropout:
+            raise KeyProblem(
+                "model.dropout",
+                f"{self.model.dropout} does not apply to model.arch = 'mlp' (it has no dropout); "
+                "allowed: 0",
+            )
+        if self.training.gradient_checkpointing:
+            raise KeyProblem(
+                "training.gradient_checkpointing",
+                "does not apply to model.arch = 'mlp' (nothing worth recomputing); allowed: false",
             )
 
     def _resolve_full_batch(self) -> None:

@@ -35,7 +35,8 @@ def estimate(config: Config) -> Estimate:
 
 def parameter_count(config: Config) -> int:
     """Exact: embedding, per layer attention (4 d^2), MLP (2 or 3 d h, and its biases) and two
-    norms, norm, head, and a learned position table."""
+    norms, norm, head, and a learned position table; for the one-hot MLP its matrices and
+    hidden biases."""
     m = config.model
     if m.arch == "mlp":
         biases = m.n_layers * m.dim if m.mlp_bias else 0
@@ -57,7 +58,8 @@ def training_flops_per_token(config: Config) -> int:
     The embedding lookup costs nothing but the output head is a matmul even when tied (the PaLM
     appendix convention; causal masking is not discounted, as in nanoGPT's MFU figure). On the
     modular task only the answer is scored: the last block computes keys and values for every
-    position but its queries, attention output, MLP and the head for the last one alone.
+    position but its queries, attention output, MLP and the head for the last one alone. The
+    one-hot MLP runs once per sequence; its first layer is counted as the dense matmul it is.
     """
     m = config.model
     d, vocab, seq = m.dim, config.vocab_size(), config.seq_len()

@@ -53,7 +53,7 @@ TRAIN, VAL = "tab:blue", "tab:orange"
 PLATEAU = "0.88"  # light grey: between fitting the training set and generalising
 PANEL_W, PANEL_H = 3.1, 2.3  # inches per small-multiples panel
 TITLE_CHARS = 36  # characters of a 9-point panel title that fit in a panel's width
-MAX_GRID_VALUES = 12  # more distinct values than this per axis: a scatter, not a heatmap
+MAX_GRID_VALUES = 12  # more distinct values than this per axis: a scatter, not a grid
 # Light tints of the Okabe-Ito colour-blind-safe palette, light enough for black text on them.
 NO_PHASE = "no results yet"
 PHASE_COLOURS = {
@@ -302,7 +302,7 @@ def _layout(report: Report) -> list[list[TrialReport | None]]:
         if len(points) == len(trials) == len(xs) * len(ys) and len(xs) <= 6:
             return [
                 [points[(value_key(x), value_key(y))] for x in xs] for y in reversed(ys)
-            ]  # larger values of the second parameter on top, as in the heatmap
+            ]  # larger values of the second parameter on top, as in the phase diagram
     ncols = min(6, max(1, math.ceil(math.sqrt(len(trials)))))
     rows: list[list[TrialReport | None]] = [
         list(trials[i : i + ncols]) for i in range(0, len(trials), ncols)

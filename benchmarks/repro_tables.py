@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from arbiter.core.grokking import PHASE_ACCURACY, PHASE_GAP, PHASES, phase
 from arbiter.report import Report, TrialReport
+from arbiter.status import FINISHED
 
 
 def first_step(trial: TrialReport, metric: str, reached: Callable[[float], bool]) -> int | None:
@@ -177,27 +178,36 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
     passes 90% within the run without any regularization."""
     steps = sorted(PRIETO_MLP_PUBLISHED)
     lines = [
-        "| loss | " + " | ".join(f"{s:,}" for s in steps) + " | 90% at step | last step "
-        "| zero-loss fraction |",
+        "| loss | " + " | ".join(f"{s:,}" for s in steps)
+        + f" | {PRIETO_MLP_GOAL:.0%} at step | last step | zero-loss fraction |",
         "|---|" + "---:|" * (len(steps) + 3),
         "| StableMax, published | "
         + " | ".join(f"~{PRIETO_MLP_PUBLISHED[s]:.2f}" for s in steps)
         + " | ~48,000 | 80,000 | - |",
-    ]
+    ]  # fmt: skip
     reached: dict[str, int | None] = {}
+    stopped = False
     for trial in sorted(report.trials, key=lambda t: t.config["training.loss"]):
         loss = trial.config["training.loss"]
         reached[loss] = first_step(trial, "val/accuracy", lambda a: a >= PRIETO_MLP_GOAL)
         last = trial.rows[-1] if trial.rows else {}
-        at = [_accuracy_at(trial, s) for s in steps]
+        cells = []
+        for step in steps:
+            accuracy = _accuracy_at(trial, step)
+            if accuracy is None and trial.status == FINISHED and "val/accuracy" in last:
+                accuracy, stopped = last["val/accuracy"], True  # the stop rule ended it sooner
+                cells.append(f"{accuracy:.2f} (stopped)")
+            else:
+                cells.append("-" if accuracy is None else f"{accuracy:.2f}")
         lines.append(
-            f"| {loss} | " + " | ".join("-" if a is None else f"{a:.2f}" for a in at)
-            + f" | {shown(reached[loss])} | {shown(last.get('step'))} | "
-            f"{last.get('train/zero_loss_fraction', 0):.3f} |"
-        )  # fmt: skip
+            f"| {loss} | " + " | ".join(cells) + f" | {shown(reached[loss])} | "
+            f"{shown(last.get('step'))} | {last.get('train/zero_loss_fraction', 0):.3f} |"
+        )
     met = reached.get("stablemax") is not None
+    lines += [""]
+    if stopped:
+        lines += ["(stopped): the stop rule ended the trial sooner; its last accuracy.", ""]
     lines += [
-        "",
         f"Goal: StableMax passes {PRIETO_MLP_GOAL:.0%} validation accuracy with no weight decay "
         f"(theirs by ~48,000 steps): {verdict(met)}.",
     ]
@@ -206,8 +216,9 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
 
 def _accuracy_at(trial: TrialReport, step: int) -> float | None:
     """Validation accuracy of the last evaluation at or before `step`, if the trial got there
-    (a trial stopped earlier has none: its last evaluation is not that step's)."""
+    (one that ended or was interrupted sooner has none)."""
     rows = [r for r in trial.rows if "val/accuracy" in r]
     if not rows or rows[-1]["step"] < step:
         return None
-    return next(r["val/accuracy"] for r in reversed(rows) if r.get("eval_step", r["step"]) <= step)
+    evaluated = (r for r in reversed(rows) if r.get("eval_step", r["step"]) <= step)
+    return next((r["val/accuracy"] for r in evaluated), None)

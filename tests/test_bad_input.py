@@ -135,7 +135,12 @@ CASES = [
          files={T: "[model]\narch = 'mlp'\nmlp = 'relu'\nvocab_size = 50\n[data]\n"
                    "task = 'tokens'\npath = 'x.bin'\n[training]\nseq_len = 8\n"}),
     case("mlp-swiglu", ["validate", T], "model.mlp", "'swiglu' is not an activation",
-         "allowed: 'relu', 'gelu'", files={T: "[model]\narch = 'mlp'\n"}),
+         "allowed: 'relu', 'gelu'", files={T: "[model]\narch = 'mlp'\nmlp = 'swiglu'\n"}),
+    case("mlp-dropout", ["validate", T], "model.dropout", "does not apply to model.arch = 'mlp'",
+         "allowed: 0", files={T: "[model]\narch = 'mlp'\ndropout = 0.1\n"}),
+    case("mlp-checkpointing", ["validate", T], "training.gradient_checkpointing",
+         "does not apply to model.arch = 'mlp'", "allowed: false",
+         files={T: "[model]\narch = 'mlp'\n[training]\ngradient_checkpointing = true\n"}),
     case("odd-head-size", ["validate", T], "model.n_heads", "head size dim / n_heads = 3 is odd",
          files={T: "[model]\ndim = 48\nn_heads = 16\n"}),
     case("not-prime", ["validate", T], "data.modulus: 100 is not prime",

@@ -178,6 +178,15 @@ def test_grokking_numerics_keys_are_sweepable(key):
     check_sweepable(key)
 
 
+def test_the_mlp_takes_relu_unless_told_and_ignores_the_transformers_head_rules():
+    config = Config.model_validate({"model": {"arch": "mlp", "dim": 200, "n_heads": 3}})
+    assert config.model.mlp == "relu"  # not the transformer's default, SwiGLU
+    assert Config.model_validate(config.run_settings()) == config  # and its dump says so
+    gelu = Config.model_validate({"model": {"arch": "mlp", "mlp": "gelu"}})
+    assert gelu.model.mlp == "gelu"
+    assert Config.model_validate({}).model.mlp == "swiglu"
+
+
 def test_an_odd_head_size_is_allowed_with_learned_positions():
     config = Config.model_validate({"model": {"dim": 96, "n_heads": 32, "positions": "learned"}})
     assert config.model.dim // config.model.n_heads == 3

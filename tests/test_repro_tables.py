@@ -61,9 +61,9 @@ def accuracy_curve(ramp: dict[int, float], steps: int, every: int = 250) -> list
     ]  # fmt: skip
 
 
-def prieto_mlp(tmp_path: Path, stablemax: list[dict], softmax: list[dict]):
+def prieto_mlp(tmp_path: Path, stablemax: list[dict], softmax: list[dict], status="TERMINATED"):
     trials = [trial("t0", {"training.loss": "softmax"}, softmax),
-              trial("t1", {"training.loss": "stablemax"}, stablemax)]  # fmt: skip
+              trial("t1", {"training.loss": "stablemax"}, stablemax, status)]  # fmt: skip
     return prieto_mlp_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
 
 
@@ -75,9 +75,14 @@ def test_prieto_mlp_reads_each_loss_at_the_published_steps(tmp_path):
     assert rows["StableMax, published"][:4] == ["~0.06", "~0.73", "~0.94", "~0.98"]
     assert rows["stablemax"] == ["0.00", "0.50", "0.93", "0.98", "45,250", "60,000", "0.500"]
     assert rows["softmax"][4:6] == ["not reached", "80,000"]
-    assert met
-    # stopped (or interrupted) at 44,000: the later columns were not run, and it never got there
-    text, met = prieto_mlp(tmp_path / "b", stablemax[:176], softmax)
+    assert met and "(stopped)" not in text
+    # ended by the stop rule at 46,000: the later columns show where it stopped, marked so
+    text, met = prieto_mlp(tmp_path / "b", stablemax[:184], softmax)
+    assert table_rows(text)[-1][1:] == ["0.00", "0.50", "0.93 (stopped)", "0.93 (stopped)",
+                                        "45,250", "46,000", "0.500"]  # fmt: skip
+    assert met and "the stop rule ended the trial sooner" in text
+    # interrupted at 44,000 (still running when the sweep was stopped): not run, not reached
+    text, met = prieto_mlp(tmp_path / "c", stablemax[:176], softmax, status="RUNNING")
     assert table_rows(text)[-1][1:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
                                         "0.500"]  # fmt: skip
     assert not met

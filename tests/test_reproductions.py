@@ -5,7 +5,8 @@ the same templates run with a small modulus and few steps: as a real sweep on th
 cluster through the same script, or in-process through the training core where only the trend
 matters.
 The softmax-collapse effect (Prieto et al.) is checked in tests/test_loop.py; ⊥Grad's and
-StableMax's remedies are only in the full run (`benchmarks/reproduce.py prieto`).
+StableMax's remedies are only in the full runs (`benchmarks/reproduce.py prieto` and
+`prieto_mlp`).
 """
 
 from __future__ import annotations
