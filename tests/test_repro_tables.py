@@ -11,7 +11,7 @@ from test_report import trial
 from arbiter.report import make_report
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from repro_tables import nanda_table, prieto_mlp_table  # noqa: E402
+from repro_tables import grokfast_table, nanda_table, prieto_mlp_table  # noqa: E402
 
 
 def loss_curve(reached_at: int | None, steps: int = 12000, every: int = 20) -> list[dict]:
@@ -86,3 +86,23 @@ def test_prieto_mlp_reads_each_loss_at_the_published_steps(tmp_path):
     assert table_rows(text)[-1][1:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
                                         "0.500"]  # fmt: skip
     assert not met
+
+
+def grokfast(tmp_path: Path, baseline: list[dict], status: str = "TERMINATED"):
+    trials = [
+        trial("t0", {"training.grokfast": False, "training.weight_decay": 0.0}, baseline, status),
+        trial("t1", {"training.grokfast": True, "training.weight_decay": 0.005},
+              accuracy_curve({1450: 0.96}, 1500, every=50)),
+    ]  # fmt: skip
+    return grokfast_table(make_report(tmp_path / "g", "g.toml", "val/accuracy", "max", trials))
+
+
+def test_grokfast_speedup_is_measured_or_bounded_by_a_baseline_that_ran_out(tmp_path):
+    text, met = grokfast(tmp_path / "a", accuracy_curve({29000: 0.96}, 29000, every=50))
+    assert "1,450" in text and "29,000" in text and "20.0x (paper: 43.8x)" in text and met
+    # the baseline ran its 60,000 steps without 95%: at least 60,000 / 1,450
+    text, met = grokfast(tmp_path / "b", accuracy_curve({100: 0.6}, 60000, every=50))
+    assert "more than 41.4x (the baseline did not get there in 60,000)" in text and met
+    # interrupted before its end: no bound
+    text, met = grokfast(tmp_path / "c", accuracy_curve({100: 0.6}, 13550, every=50), "RUNNING")
+    assert "not measured" in text and not met
