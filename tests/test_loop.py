@@ -268,6 +268,19 @@ def test_arbiter_train_killed_and_resumed_matches_a_straight_run(tmp_path, write
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_every_report_carries_validation_metrics_even_a_checkpoints_before_any_eval(tmp_path):
+    """Tune fails a whole sweep on a result without its metric: a checkpoint that comes before
+    the first eval_interval and log_interval must be reported with validation metrics too."""
+    settings = tiny().model_dump(mode="json")
+    settings["training"]["eval_interval"] = 40
+    settings["logging"]["log_interval"] = 30
+    settings["checkpoint"]["interval"] = 20  # the first report: step 20, a checkpoint's
+    reports = []
+    train(Config.model_validate(settings), tmp_path, reporter=lambda m, saved: reports.append(m))
+    assert [m["step"] for m in reports] == [20, 30, 40, 60]
+    assert all("val/accuracy" in m and "val/loss" in m for m in reports)
+
+
 def test_resuming_a_finished_run_reports_its_final_state_once(tmp_path):
     """A Tune trial restarted after its last report must still report a result."""
     config = tiny()

@@ -139,13 +139,16 @@ def train(
 
             last = step == t.steps
             log_step = step % config.logging.log_interval == 0 or last
-            # Every report carries validation metrics (Tune ranks by them), so the first report
+            checkpointing = config.checkpoint
+            save_step = checkpointing.enable and (step % checkpointing.interval == 0 or last)
+            # Every report carries validation metrics (Tune ranks by them, and fails a sweep on
+            # a result without its metric), so the first report, a log's or a checkpoint's,
             # evaluates even when it comes before the first eval_interval.
-            if step % t.eval_interval == 0 or last or (log_step and not last_eval):
+            if step % t.eval_interval == 0 or last or ((log_step or save_step) and not last_eval):
                 last_eval = {**evaluate(forward, task, precision, loss_fn), "eval_step": step}
                 clock.observe(last_eval)
             saved = None
-            if config.checkpoint.enable and (step % config.checkpoint.interval == 0 or last):
+            if save_step:
                 state = parts.state_dict(step, last_eval)
                 dumped = config.model_dump(mode="json")
                 saved = ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep,
