@@ -80,8 +80,11 @@ def training_memory_bytes(config: Config) -> int:
     (SDPA/flash on CUDA) and fp32 logits for the loss; see `activation_bytes` for the rest.
     """
     t = config.training
-    tokens = t.batch_size * (1 if config.model.arch == "mlp" else config.seq_len())
-    logits = tokens * config.vocab_size() * (_compute_bytes(config) + 4 + 4)  # + fp32 copy, grad
+    # the modular task scores one answer per sequence, and only its logits are computed
+    answers = config.data.task == "modular"
+    rows = t.batch_size * (1 if answers else config.seq_len())
+    classes = config.data.modulus if config.model.arch == "mlp" else config.vocab_size()
+    logits = rows * classes * (_compute_bytes(config) + 4 + 4)  # + fp32 copy, grad
     states = STATE_BYTES_PER_PARAM * parameter_count(config)
     return states + activation_bytes(config) + logits + RUNTIME_OVERHEAD_BYTES
 
@@ -107,7 +110,7 @@ def activation_bytes(config: Config) -> int:
     m, t = config.model, config.training
     if m.arch == "mlp":
         # the one-hot input, then each hidden layer's output before and after its activation
-        inputs = (config.seq_len() - 1) * config.vocab_size()
+        inputs = 2 * config.data.modulus
         return t.batch_size * _compute_bytes(config) * (inputs + 2 * m.n_layers * m.dim)
     d, hidden, act = m.dim, m.hidden_dim(), _compute_bytes(config)
     gated = m.mlp == "swiglu"
@@ -128,10 +131,10 @@ def activation_bytes(config: Config) -> int:
 
 
 def _mlp_weights(config: Config) -> int:
-    """The one-hot MLP's matrices: the input layer reads every position but the last."""
-    m, vocab = config.model, config.vocab_size()
-    inputs = (config.seq_len() - 1) * vocab
-    return inputs * m.dim + (m.n_layers - 1) * m.dim * m.dim + m.dim * vocab
+    """The one-hot MLP's matrices: the input layer reads the two operands, each one-hot over the
+    residues, and the output layer gives a logit per residue."""
+    m, residues = config.model, config.data.modulus
+    return 2 * residues * m.dim + (m.n_layers - 1) * m.dim * m.dim + m.dim * residues
 
 
 def _compute_bytes(config: Config) -> int:

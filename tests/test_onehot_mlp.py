@@ -14,25 +14,43 @@ from arbiter.core.metrics import read_metrics
 from arbiter.core.model import build_model
 from models import OneHotMLP, OneHotMLPConfig
 
-SMALL = OneHotMLPConfig(vocab_size=12, seq_len=3, dim=16, n_layers=2)
+SMALL = OneHotMLPConfig(symbols=11, seq_len=3, reads=(0, 1), dim=16, n_layers=2)
 
 
-def test_it_reads_every_token_but_the_last_and_gives_the_answers_logits():
+def test_it_reads_the_operands_and_gives_a_logit_per_residue():
     torch.manual_seed(0)
     model = OneHotMLP(SMALL)
     idx = torch.tensor([[1, 2, 11], [3, 4, 11]])
     logits = model(idx)
-    assert logits.shape == (2, 1, 12)
+    assert logits.shape == (2, 1, 11)  # the residues alone: no logit for the `=` token (11)
     # the last token (the `=`) is not read: any token there gives the same logits
     assert torch.equal(model(torch.tensor([[1, 2, 0], [3, 4, 5]])), logits)
-    # each input position is a token of its own: swapping the operands changes the answer
+    # each operand is a position of its own: swapping them changes the answer
     assert not torch.allclose(model(torch.tensor([[2, 1, 11]])), logits[:1])
-    # the first layer is one-hot(a) ++ one-hot(b) times a (dim, 2 V) matrix, as published
+    # the first layer is one-hot(a) ++ one-hot(b) times a (dim, 2 p) matrix, as published
     first = model.hidden[0].weight
-    assert first.shape == (16, 2 * 12)
-    manual = torch.relu(first[:, 1] + first[:, 12 + 2])
+    assert first.shape == (16, 2 * 11)
+    manual = torch.relu(first[:, 1] + first[:, 11 + 2])
     manual = torch.relu(model.hidden[1].weight @ manual)
     assert torch.allclose(model.lm_head.weight @ manual, logits[0, 0], atol=1e-6)
+
+
+def test_it_skips_the_operation_token_between_the_operands():
+    torch.manual_seed(0)
+    with_op = OneHotMLPConfig(symbols=11, seq_len=4, reads=(0, 2), dim=16, n_layers=2)
+    model = OneHotMLP(with_op)
+    # [a, op, b, =]: the operation token (12) is the same in every sequence and is not read
+    logits = model(torch.tensor([[1, 12, 2, 11]]))
+    assert torch.equal(model(torch.tensor([[1, 0, 2, 0]])), logits)
+    assert not torch.allclose(model(torch.tensor([[1, 12, 3, 11]])), logits)
+
+
+def test_the_config_reads_the_operands_of_either_layout():
+    for operation_token, reads in [(True, (0, 2)), (False, (0, 1))]:
+        config = tiny(model={"arch": "mlp"}, data={"operation_token": operation_token})
+        model = build_model(config)
+        assert model.config.reads == reads
+        assert model.config.symbols == config.data.modulus
 
 
 def test_it_refuses_a_sequence_of_another_length():
@@ -43,7 +61,9 @@ def test_it_refuses_a_sequence_of_another_length():
 @pytest.mark.parametrize("init", ["torch", "gpt2", "nanda"])
 def test_each_init_draws_the_scales_of_its_source(init):
     torch.manual_seed(0)
-    config = OneHotMLPConfig(vocab_size=60, seq_len=3, dim=200, n_layers=2, bias=True, init=init)
+    config = OneHotMLPConfig(
+        symbols=60, seq_len=3, reads=(0, 1), dim=200, n_layers=2, bias=True, init=init
+    )
     model = OneHotMLP(config)
     first, head = model.hidden[0].weight, model.lm_head.weight
     if init == "torch":  # PyTorch's default: uniform in +-1/sqrt(fan_in), biases too
