@@ -21,8 +21,9 @@ table that puts our figure next to the published one, with the goal it must meet
   learning rate x weight decay. Goal: all four appear.
 
 The tables are in `repro_tables.py`. Exit code 0: the goal is met; 1: it is not; 2: a command
-failed. Unless `--no-write`, the table is appended to docs/reproductions.md (with the date, the
-command and the machine) and the report's main plot is copied to docs/reproductions/NAME.png.
+failed; 130: interrupted (Ctrl-C stops the sweep as its own would: resumable, with `--storage`).
+Unless `--no-write`, the table is appended to docs/reproductions.md (with the date, the command
+and the machine) and the report's main plot is copied to docs/reproductions/NAME.png.
 `--set` overrides template keys (e.g. a smaller modulus for a quick look); such a run is not
 written down. `--experiment DIR` tabulates a reproduction that already ran (one finished with
 `arbiter resume`, or interrupted: its unfinished trials count as not having got there).
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,16 +94,41 @@ REPRODUCTIONS_BY_NAME = {
 }
 
 
+EXIT_INTERRUPTED = 130  # arbiter's, after Ctrl-C
+
+
 class Failed(Exception):
-    """An arbiter command of the reproduction failed: there is nothing to compare."""
+    """An arbiter command of the reproduction failed or was interrupted: nothing to compare."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def arbiter(*argv: str) -> None:
     command = [sys.executable, "-m", "arbiter", *argv]
     print("$", " ".join(command[2:]), flush=True)
-    code = subprocess.run(command).returncode
+    code = wait_through_interrupts(command)
+    if code == EXIT_INTERRUPTED:
+        raise Failed(f"reproduce: `{' '.join(command[2:3])}` was interrupted", code)
     if code:
         raise Failed(f"reproduce: `{' '.join(command[2:])}` failed with exit code {code}")
+
+
+def wait_through_interrupts(command: list[str]) -> int:
+    """Run `command` to its end and return its exit code, passing each Ctrl-C on to it.
+
+    It gets a session of its own, so that a terminal's Ctrl-C reaches this script alone, and
+    each one reaches it once, as a SIGINT. `arbiter sweep` then stops as after its own Ctrl-C:
+    Tune saves its state and Ray and the trials' scratch are cleaned up. (`subprocess.run`
+    kills the command a quarter of a second after a Ctrl-C, and with it all of that.)
+    """
+    child = subprocess.Popen(command, start_new_session=True)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
 
 
 def main() -> int:
@@ -132,8 +159,13 @@ def main() -> int:
             experiment = (args.storage or Path(scratch)) / name
             sets = [flag for value in args.set for flag in ("--set", value)]
             cluster = ["--address", args.address] if args.address else []
-            arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
-                    "--storage", str(experiment.parent), "--name", name, *sets)  # fmt: skip
+            try:
+                arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
+                        "--storage", str(experiment.parent), "--name", name, *sets)  # fmt: skip
+            except Failed as exc:
+                if exc.exit_code == EXIT_INTERRUPTED:
+                    exc.args = (interrupted_hint(args.reproduction, experiment, temporary),)
+                raise
         plots = experiment / "report"
         arbiter("report", str(experiment), "--out", str(plots))
         report = load_report(experiment)
@@ -152,9 +184,19 @@ def main() -> int:
     return 0 if met else 1
 
 
+def interrupted_hint(reproduction: str, experiment: Path, temporary: bool) -> str:
+    if temporary:
+        return "reproduce: interrupted; its temporary results are removed (--storage keeps them)"
+    return (
+        f"reproduce: interrupted; after `arbiter resume {experiment.name} --storage "
+        f"{experiment.parent}`, `python benchmarks/reproduce.py {reproduction} --experiment "
+        f"{experiment}` compares it"
+    )
+
+
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except Failed as exc:
         print(exc, file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exc.exit_code)

@@ -11,8 +11,11 @@ StableMax's remedies are only in the full runs (`benchmarks/reproduce.py prieto`
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,11 @@ from test_benchmarks import ROOT, table_rows
 from arbiter.core.grokking import phase
 from arbiter.core.loop import train
 from arbiter.core.metrics import read_metrics
+from arbiter.experiment import has_tune_state
 from arbiter.loading import load_config
 from arbiter.report import load_report
 from arbiter.templates import find_template
+from arbiter.trainable import local_scratch, scratch_name
 from arbiter.trials import trial_config
 
 pytestmark = pytest.mark.slow
@@ -73,6 +78,31 @@ def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     assert table_rows(again("nanda").stdout) == rows
     refused = again("grokfast")
     assert refused.returncode == 2 and "ran repro_nanda.toml, not repro_grokfast" in refused.stderr
+
+
+def test_ctrl_c_stops_the_reproductions_sweep_as_its_own_would(cluster, tmp_path):
+    """A terminal's Ctrl-C reaches the script alone (the sweep has a session of its own) and is
+    passed on: the sweep saves its state and cleans up, not killed; the script says how to go on."""
+    endless = ["data.modulus=11", "training.steps=10000000", "checkpoint.interval=50"]
+    driver = subprocess.Popen(
+        [sys.executable, "benchmarks/reproduce.py", "prieto_mlp", "--gpus", "0", "--address",
+         cluster, "--storage", tmp_path, *(f for value in endless for f in ("--set", value))],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # the test's own Ctrl-C would reach nothing else
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("*/*/checkpoint_*/meta.json")):  # both trials are training
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGINT)
+    output, _ = driver.communicate(timeout=120)
+    (experiment,) = tmp_path.iterdir()
+    assert driver.returncode == 130, output[-3000:]
+    assert f"continue with `arbiter resume {experiment.name}" in output  # the sweep's own words
+    assert f"--experiment {experiment}` compares it" in output.splitlines()[-1]
+    assert has_tune_state(experiment)
+    assert not local_scratch(scratch_name(experiment)).exists()  # removed by the sweep itself
 
 
 def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:
