@@ -25,13 +25,13 @@ It prints markdown tables and, unless `--no-write` or `--smoke-test`, appends th
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from interrupts import run_through_interrupts
 from report import Started, publish
 
 from arbiter.config import GrokkingOptions
@@ -100,10 +100,10 @@ def run_sweep(template: Path, scheduler: str, storage: Path) -> tuple[dict[tuple
     print(f"== {scheduler}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     # the sweep's own progress goes to stderr: stdout is left to the tables
-    done = subprocess.run(command, stdout=sys.stderr)
+    code = run_through_interrupts(command, stdout=sys.stderr)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"the {scheduler} sweep failed (exit code {done.returncode})")
+    if code != 0:
+        raise SystemExit(f"the {scheduler} sweep failed (exit code {code})")
     outcomes = {}
     for status in read_trials(storage / scheduler, "val/accuracy", "max"):
         rows = result_rows(Path(status.path))

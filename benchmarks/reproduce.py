@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from interrupts import run_through_interrupts
 from report import Started, append_report
 from repro_tables import (
     grokfast_table,
@@ -108,27 +107,11 @@ class Failed(Exception):
 def arbiter(*argv: str) -> None:
     command = [sys.executable, "-m", "arbiter", *argv]
     print("$", " ".join(command[2:]), flush=True)
-    code = wait_through_interrupts(command)
+    code = run_through_interrupts(command)
     if code == EXIT_INTERRUPTED:
         raise Failed(f"reproduce: `{' '.join(command[2:3])}` was interrupted", code)
     if code:
         raise Failed(f"reproduce: `{' '.join(command[2:])}` failed with exit code {code}")
-
-
-def wait_through_interrupts(command: list[str]) -> int:
-    """Run `command` to its end and return its exit code, passing each Ctrl-C on to it.
-
-    It gets a session of its own, so that a terminal's Ctrl-C reaches this script alone, and
-    each one reaches it once, as a SIGINT. `arbiter sweep` then stops as after its own Ctrl-C:
-    Tune saves its state and Ray and the trials' scratch are cleaned up. (`subprocess.run`
-    kills the command a quarter of a second after a Ctrl-C, and with it all of that.)
-    """
-    child = subprocess.Popen(command, start_new_session=True)
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
 
 
 def main() -> int:
