@@ -58,11 +58,11 @@ class ModelConfig(Section):
     """A label for the architecture, shown in reports."""
     arch: Literal["transformer", "mlp"] = "transformer"
     """transformer: the decoder-only "theos" transformer. mlp: a multilayer perceptron on the
-    one-hot codes of the input tokens (every one but the last, the `=`), concatenated, as in
-    Prieto et al. 2025's StableMax experiments: `n_layers` hidden layers of width `dim` with the
-    `mlp` activation (relu, its default, or gelu), biases if `mlp_bias`, then the output layer;
-    modular task only (it predicts one answer per sequence), without dropout or gradient
-    checkpointing. The transformer's own keys (n_heads, mlp_dim, norm, positions,
+    operands a and b, each one-hot over the p residues, concatenated, with a logit per residue,
+    as in Prieto et al. 2025's StableMax experiments: `n_layers` hidden layers of width `dim`
+    with the `mlp` activation (relu, its default, or gelu), biases if `mlp_bias`, then the
+    output layer; modular task only (it predicts one answer per sequence), without dropout or
+    gradient checkpointing. The transformer's own keys (n_heads, mlp_dim, norm, positions,
     tie_embeddings, flash_attention, rope_theta) do not apply to it."""
     dim: int = Field(128, gt=0)
     """Width of the residual stream (d_model); of each hidden layer for arch = "mlp"."""
@@ -298,6 +298,10 @@ class DataConfig(Section):
         if self.task != "modular":
             return None
         return 4 if self.operation_token else 3  # [a, op, b, =] or [a, b, =]
+
+    def operand_positions(self) -> tuple[int, int]:
+        """Where a and b are in the modular task's sequences (see `seq_len`)."""
+        return (0, 2) if self.operation_token else (0, 1)
 
     def table_size(self) -> int:
         """Modular task: the number of pairs (a, b), p * p, or p * (p - 1) for div (b != 0)."""

@@ -81,8 +81,8 @@ def training_memory_bytes(config: Config) -> int:
     """
     t = config.training
     # the modular task scores one answer per sequence, and only its logits are computed
-    answers = config.data.task == "modular"
-    rows = t.batch_size * (1 if answers else config.seq_len())
+    answer_only = config.data.task == "modular"
+    rows = t.batch_size * (1 if answer_only else config.seq_len())
     classes = config.data.modulus if config.model.arch == "mlp" else config.vocab_size()
     logits = rows * classes * (_compute_bytes(config) + 4 + 4)  # + fp32 copy, grad
     states = STATE_BYTES_PER_PARAM * parameter_count(config)

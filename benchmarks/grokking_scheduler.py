@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from interrupts import run_through_interrupts
+from interrupts import EXIT_INTERRUPTED, run_through_interrupts
 from report import Started, publish
 
 from arbiter.config import GrokkingOptions
@@ -102,6 +102,9 @@ def run_sweep(template: Path, scheduler: str, storage: Path) -> tuple[dict[tuple
     # the sweep's own progress goes to stderr: stdout is left to the tables
     code = run_through_interrupts(command, stdout=sys.stderr)
     wall = time.perf_counter() - start
+    if code == EXIT_INTERRUPTED:
+        print(f"the {scheduler} sweep was interrupted", file=sys.stderr)
+        raise SystemExit(code)
     if code != 0:
         raise SystemExit(f"the {scheduler} sweep failed (exit code {code})")
     outcomes = {}

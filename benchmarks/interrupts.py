@@ -10,16 +10,30 @@ import signal
 import subprocess
 from typing import Any
 
+from arbiter.sweep_command import EXIT_INTERRUPTED
+
+# What stops the command: Ctrl-C, a closed terminal, a `kill`. Each is passed on as a SIGINT.
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 def run_through_interrupts(command: list[str], **popen: Any) -> int:
-    """Run `command` to its end and return its exit code, passing each Ctrl-C on to it.
+    """Run `command` to its end and return its exit code, 130 when a SIGINT ended it.
 
-    It gets a session of its own, so that a terminal's Ctrl-C reaches the caller alone, and
-    each one reaches it once, as a SIGINT: `arbiter sweep` stops cleanly on the first.
+    It runs in a session of its own, so that a terminal's signals reach only this process,
+    which passes each one on as a SIGINT and waits: `arbiter sweep` stops cleanly on the first
+    (and Ray Tune gives up saving on a second).
     """
     child = subprocess.Popen(command, start_new_session=True, **popen)
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
+    previous = {
+        sig: signal.signal(sig, lambda *_: child.send_signal(signal.SIGINT)) for sig in STOPPING
+    }
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # only if waiting itself failed: leave nothing running
+            child.kill()
+    if code == -signal.SIGINT:  # a SIGINT before Ray Tune took it over, or a second one
+        return EXIT_INTERRUPTED
+    return 128 - code if code < 0 else code  # killed by another signal: the shell's 128 + N

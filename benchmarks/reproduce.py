@@ -40,7 +40,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from interrupts import run_through_interrupts
+from interrupts import EXIT_INTERRUPTED, run_through_interrupts
 from report import Started, append_report
 from repro_tables import (
     grokfast_table,
@@ -50,6 +50,7 @@ from repro_tables import (
     prieto_table,
 )
 
+from arbiter.experiment import has_tune_state
 from arbiter.report import Report, load_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -93,9 +94,6 @@ REPRODUCTIONS_BY_NAME = {
 }
 
 
-EXIT_INTERRUPTED = 130  # arbiter's, after Ctrl-C
-
-
 class Failed(Exception):
     """An arbiter command of the reproduction failed or was interrupted: nothing to compare."""
 
@@ -109,7 +107,7 @@ def arbiter(*argv: str) -> None:
     print("$", " ".join(command[2:]), flush=True)
     code = run_through_interrupts(command)
     if code == EXIT_INTERRUPTED:
-        raise Failed(f"reproduce: `{' '.join(command[2:3])}` was interrupted", code)
+        raise Failed(f"reproduce: `{' '.join(command[2:4])}` was interrupted", code)
     if code:
         raise Failed(f"reproduce: `{' '.join(command[2:])}` failed with exit code {code}")
 
@@ -146,9 +144,10 @@ def main() -> int:
                 arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
                         "--storage", str(experiment.parent), "--name", name, *sets)  # fmt: skip
             except Failed as exc:
-                if exc.exit_code == EXIT_INTERRUPTED:
-                    exc.args = (interrupted_hint(args.reproduction, experiment, temporary),)
-                raise
+                if exc.exit_code != EXIT_INTERRUPTED:
+                    raise
+                hint = interrupted_hint(args.reproduction, experiment, cluster, temporary)
+                raise Failed(hint, EXIT_INTERRUPTED) from None
         plots = experiment / "report"
         arbiter("report", str(experiment), "--out", str(plots))
         report = load_report(experiment)
@@ -167,13 +166,18 @@ def main() -> int:
     return 0 if met else 1
 
 
-def interrupted_hint(reproduction: str, experiment: Path, temporary: bool) -> str:
+def interrupted_hint(
+    reproduction: str, experiment: Path, cluster: list[str], temporary: bool
+) -> str:
     if temporary:
         return "reproduce: interrupted; its temporary results are removed (--storage keeps them)"
+    if not has_tune_state(experiment):  # stopped before Tune saved anything: nothing to resume
+        return f"reproduce: interrupted before the sweep began; {experiment} can be removed"
+    resume = " ".join(["arbiter resume", experiment.name, "--storage", str(experiment.parent),
+                       *cluster])  # fmt: skip
     return (
-        f"reproduce: interrupted; after `arbiter resume {experiment.name} --storage "
-        f"{experiment.parent}`, `python benchmarks/reproduce.py {reproduction} --experiment "
-        f"{experiment}` compares it"
+        f"reproduce: interrupted; after `{resume}`, `python benchmarks/reproduce.py "
+        f"{reproduction} --experiment {experiment}` compares it"
     )
 
 

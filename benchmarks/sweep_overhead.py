@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from interrupts import run_through_interrupts
 from report import Started, publish
 
 TEMPLATE = """
@@ -80,7 +81,9 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
 
 def makespan(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    code = run_through_interrupts(command, env=env, stdout=subprocess.DEVNULL)
+    if code:
+        raise SystemExit(f"`{' '.join(command[1:])}` failed (exit code {code})")
     return time.perf_counter() - start
 
 

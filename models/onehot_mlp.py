@@ -41,8 +41,11 @@ class OneHotMLPConfig:
             raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
         if self.init not in ("gpt2", "nanda", "torch"):
             raise ValueError(f"init must be 'gpt2', 'nanda' or 'torch', got {self.init!r}")
-        if not self.reads or not all(0 <= i < self.seq_len for i in self.reads):
-            raise ValueError(f"reads must name positions 0..{self.seq_len - 1}, got {self.reads}")
+        in_range = all(0 <= i < self.seq_len for i in self.reads)
+        if not self.reads or not in_range or len(set(self.reads)) < len(self.reads):
+            raise ValueError(
+                f"reads must name distinct positions 0..{self.seq_len - 1}, got {self.reads}"
+            )
 
     def input_dim(self) -> int:
         return len(self.reads) * self.symbols

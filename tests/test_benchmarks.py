@@ -6,6 +6,7 @@ on the machine and on whatever else runs on it.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,36 @@ def test_gpu_throughput_smoke_test_measures_a_tiny_model_on_the_cpu() -> None:
     assert measured[0][5] == "-"  # no MFU without a GPU's known peak
     flash = [row for row in rows if row[1] == "flash"]
     assert flash and all(row[4] or "not installed" in row[-1] for row in flash), rows
+
+
+CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+    print("child got", signal.Signals(signum).name, flush=True)
+    time.sleep(0.5)  # a clean stop takes a while: the parent must wait, not kill
+    print("child stopped cleanly", flush=True)
+    sys.exit(7)
+signal.signal(signal.SIGINT, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+PARENT = """
+import sys
+sys.path.insert(0, "benchmarks")
+from interrupts import run_through_interrupts
+sys.exit(run_through_interrupts([sys.executable, "-c", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_benchmarks_arbiter_command_is_stopped_by_sigint_and_waited_for(sig) -> None:
+    """What `reproduce.py` and the sweep benchmarks run their `arbiter` commands through: a
+    Ctrl-C, a closed terminal or a `kill` of the script reaches the command as one SIGINT."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert parent.stdout.readline() == "ready\n"
+    parent.send_signal(sig)
+    output, _ = parent.communicate(timeout=30)
+    assert output == "child got SIGINT\nchild stopped cleanly\n"
+    assert parent.returncode == 7  # the command's own exit code

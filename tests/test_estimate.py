@@ -7,6 +7,7 @@ import pytest
 from arbiter.config import Config
 from arbiter.core.model import build_model
 from arbiter.estimate import (
+    STATE_BYTES_PER_PARAM,
     activation_bytes,
     estimate,
     parameter_count,
@@ -85,3 +86,22 @@ def test_gradient_checkpointing_and_precision_change_memory():
 def test_tier_configs_fit_the_gpus_the_seed_names(tier, gib):
     config = load_config(packaged_configs() / f"{tier}.toml")
     assert training_memory_bytes(config) < gib * 2**30
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mlp"])
+def test_the_modular_task_keeps_logits_for_the_answer_alone(arch):
+    """Only the answer's logits are computed on the modular task (and the MLP has a logit per
+    residue): the logits term grows with the batch, not with the sequence length."""
+    model = {"arch": arch, "dim": 32, "n_layers": 1, "n_heads": 2}
+    sizes = {}
+    for batch, operation_token in [(64, True), (64, False), (128, True)]:
+        config = Config.model_validate(
+            {"model": model, "data": {"modulus": 31, "operation_token": operation_token},
+             "training": {"batch_size": batch, "precision": "fp32"}}
+        )  # fmt: skip
+        rest = training_memory_bytes(config) - activation_bytes(config)
+        sizes[batch, operation_token] = rest - STATE_BYTES_PER_PARAM * parameter_count(config)
+    classes = 31 if arch == "mlp" else 31 + 2
+    assert sizes[128, True] - sizes[64, True] == 64 * classes * (4 + 4 + 4)  # fp32, copy, grad
+    if arch == "mlp":  # the operation token is not read: the same network, the same logits
+        assert sizes[64, True] == sizes[64, False]

@@ -20,6 +20,7 @@ from arbiter.core.loop import NonFiniteLoss, evaluate, loss_function, train
 from arbiter.core.metrics import read_metrics
 from arbiter.core.model import build_model
 from arbiter.core.precision import resolve_device, resolve_precision
+from arbiter.errors import UserError
 
 # Wall-clock figures differ between any two runs (MFU is tokens/s over the GPU's peak);
 # everything else must match exactly.
@@ -279,6 +280,18 @@ def test_every_report_carries_validation_metrics_even_a_checkpoints_before_any_e
     train(Config.model_validate(settings), tmp_path, reporter=lambda m, saved: reports.append(m))
     assert [m["step"] for m in reports] == [20, 30, 40, 60]
     assert all("val/accuracy" in m and "val/loss" in m for m in reports)
+
+
+def test_a_checkpoint_of_another_network_is_refused_in_one_line(tmp_path):
+    train(tiny(model={"arch": "mlp"}, steps=20), tmp_path)
+    wider = tiny(model={"arch": "mlp", "dim": 48}, steps=40)
+    with pytest.raises(
+        UserError,
+        match=r"holds another network .*hidden.0.weight: saved \(32, 46\), built \(48, 46\)",
+    ):
+        train(wider, tmp_path, resume_from=latest_checkpoint(tmp_path)[0])
+    with pytest.raises(UserError, match="holds another network"):  # another architecture
+        train(tiny(steps=40), tmp_path, resume_from=latest_checkpoint(tmp_path)[0])
 
 
 def test_resuming_a_finished_run_reports_its_final_state_once(tmp_path):

@@ -84,23 +84,27 @@ def test_ctrl_c_stops_the_reproductions_sweep_as_its_own_would(cluster, tmp_path
     """A terminal's Ctrl-C reaches the script alone (the sweep has a session of its own) and is
     passed on: the sweep saves its state and cleans up, not killed; the script says how to go on."""
     endless = ["data.modulus=11", "training.steps=10000000", "checkpoint.interval=50"]
-    driver = subprocess.Popen(
-        [sys.executable, "benchmarks/reproduce.py", "prieto_mlp", "--gpus", "0", "--address",
-         cluster, "--storage", tmp_path, *(f for value in endless for f in ("--set", value))],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,  # the test's own Ctrl-C would reach nothing else
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not list(tmp_path.glob("*/*/checkpoint_*/meta.json")):  # both trials are training
-        assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    os.kill(driver.pid, signal.SIGINT)
-    output, _ = driver.communicate(timeout=120)
-    (experiment,) = tmp_path.iterdir()
-    assert driver.returncode == 130, output[-3000:]
-    assert f"continue with `arbiter resume {experiment.name}" in output  # the sweep's own words
-    assert f"--experiment {experiment}` compares it" in output.splitlines()[-1]
+    storage, log = tmp_path / "results", tmp_path / "output.txt"
+    with log.open("w") as output:  # a file, not a pipe that nobody reads while Ray starts
+        driver = subprocess.Popen(
+            [sys.executable, "benchmarks/reproduce.py", "prieto_mlp", "--gpus", "0", "--address",
+             cluster, "--storage", storage,
+             *(flag for value in endless for flag in ("--set", value))],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,  # the test's own Ctrl-C would reach nothing else
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while not list(storage.glob("*/*/checkpoint_*/meta.json")):  # a trial is training
+            assert driver.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGINT)
+        driver.wait(timeout=120)
+    printed = log.read_text()
+    (experiment,) = storage.iterdir()
+    assert driver.returncode == 130, printed[-3000:]
+    assert f"continue with `arbiter resume {experiment.name}" in printed  # the sweep's own words
+    assert f"--experiment {experiment}` compares it" in printed.splitlines()[-1]
     assert has_tune_state(experiment)
     assert not local_scratch(scratch_name(experiment)).exists()  # removed by the sweep itself
 

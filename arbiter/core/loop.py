@@ -39,7 +39,7 @@ from arbiter.core.optim import (
     set_learning_rate,
 )
 from arbiter.core.precision import Precision, describe, resolve_device, resolve_precision
-from arbiter.errors import RunFailed
+from arbiter.errors import RunFailed, UserError
 from arbiter.estimate import training_flops_per_token
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def train(
     if resume_from is not None:
         if not isinstance(resume_from, tuple):
             resume_from = resume_from, ckpt.load_checkpoint(resume_from)
+        _check_same_network(model, resume_from)
         step, last_eval = parts.load(resume_from[1])
         log.info("resumed from %s at step %d", resume_from[0], step)
     # The whole model, not each block in place: on an H200 whole-model compilation gave 41% MFU
@@ -139,8 +140,9 @@ def train(
 
             last = step == t.steps
             log_step = step % config.logging.log_interval == 0 or last
-            checkpointing = config.checkpoint
-            save_step = checkpointing.enable and (step % checkpointing.interval == 0 or last)
+            save_step = config.checkpoint.enable and (
+                step % config.checkpoint.interval == 0 or last
+            )
             # Every report carries validation metrics (Tune ranks by them, and fails a sweep on
             # a result without its metric), so the first report, a log's or a checkpoint's,
             # evaluates even when it comes before the first eval_interval.
@@ -259,6 +261,22 @@ class _Resumable:
         if self.grokfast is not None and state["grokfast"]:  # None: a PBT exploit turned it on
             self.grokfast.load_state_dict(state["grokfast"])
         return state["step"], state["last_eval"]
+
+
+def _check_same_network(model: torch.nn.Module, checkpoint: tuple[Path, dict[str, Any]]) -> None:
+    """Refuse, in one line, a checkpoint of another network than the config builds (saved under
+    other model settings, or by an Arbiter whose network of that name had another shape)."""
+    built = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    saved = {name: tuple(t.shape) for name, t in checkpoint[1]["model"].items()}
+    if saved == built:
+        return
+    differs = sorted(built.keys() ^ saved.keys()) or [n for n in built if built[n] != saved[n]]
+    name = differs[0]
+    raise UserError(
+        f"{checkpoint[0]}: holds another network than the config builds ({name}: saved "
+        f"{saved.get(name, 'none')}, built {built.get(name, 'none')}); resume it with the "
+        "settings and Arbiter version it was saved with, or start a new run"
+    )
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -36,11 +36,11 @@ def theos_config(config: Config) -> TheosConfig:
 def mlp_config(config: Config) -> OneHotMLPConfig:
     """The one-hot MLP a run's config describes (`model.arch = "mlp"`, modular task only): it
     reads the operands, a and b, and predicts one of the modulus' residues."""
-    m, seq_len = config.model, config.seq_len()
+    m = config.model
     return OneHotMLPConfig(
         symbols=config.data.modulus,
-        seq_len=seq_len,
-        reads=(0, seq_len - 2),  # [a, op, b, =] or [a, b, =]
+        seq_len=config.seq_len(),
+        reads=config.data.operand_positions(),
         dim=m.dim,
         n_layers=m.n_layers,
         activation=m.mlp,
