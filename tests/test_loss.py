@@ -34,6 +34,23 @@ def test_stablemax_probabilities_sum_to_one_along_dim():
         torch.testing.assert_close(total, torch.ones_like(total))
 
 
+def test_stablemax_gradient_is_the_formulas_own():
+    """The written-out backward against autograd through s(x) itself, at 0 and far from it."""
+    x = torch.randn(4, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 20
+    x[0, :3] = torch.tensor([0.0, 1.0, -1.0])
+    weights = torch.randn(4, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def by_hand(z: torch.Tensor) -> torch.Tensor:
+        s = torch.where(z >= 0, z + 1, 1 / (1 - z.clamp(max=0)))
+        return torch.log(s / s.sum(-1, keepdim=True))
+
+    ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (log_stablemax(ours) * weights).sum().backward()
+    (by_hand(reference) * weights).sum().backward()
+    torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-12, atol=1e-15)
+    assert torch.autograd.gradcheck(log_stablemax, (x[1:].clone().requires_grad_(),))
+
+
 def test_stablemax_gradients_are_finite_for_large_logits():
     x = torch.tensor([1e30, -1e30, 0.0, 5.0, -5.0], requires_grad=True)
     log_stablemax(x)[3].backward()

@@ -23,12 +23,31 @@ LOSS_DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 def log_stablemax(logits: Tensor, dim: int = -1) -> Tensor:
     """The log of StableMax: s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0, normalised to
     probabilities s(x_i) / sum_j s(x_j) along `dim`."""
-    # log s(x) = log1p(x) above zero, -log1p(-x) below. Each branch gets only the inputs it is
-    # finite for, so the branch torch.where discards cannot put an inf or a nan into gradients.
-    positive = logits.clamp(min=0)
-    negative = logits.clamp(max=0)
-    log_s = torch.where(logits >= 0, torch.log1p(positive), -torch.log1p(-negative))
-    return log_s - torch.logsumexp(log_s, dim=dim, keepdim=True)
+    return _LogStableMax.apply(logits.movedim(dim, -1)).movedim(-1, dim)
+
+
+class _LogStableMax(torch.autograd.Function):
+    """log StableMax along the last dimension, with its gradient written out: autograd through
+    the two-branch formula keeps half a dozen logits-sized tensors (in fp64, for the loss) and
+    runs as many kernels again backwards; this keeps the logits and one number per row.
+
+    With r = 1 / (1 + |x|): log s(x) = sign(x) log(1 + |x|), d log s / dx = r on both sides of
+    0, and s'(x) = 1 for x >= 0, 1 / (1 - x)^2 = r^2 below. So for an output gradient g, the
+    input's is g_i r_i - (sum_j g_j) s'(x_i) / sum_j s(x_j)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        log_s = torch.log1p(x.abs()).copysign_(x)
+        total = torch.where(x >= 0, x + 1, torch.reciprocal(1 - x)).sum(-1, keepdim=True)
+        ctx.save_for_backward(x, total)
+        return log_s - total.log()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        x, total = ctx.saved_tensors
+        r = torch.reciprocal(1 + x.abs())
+        slope = torch.where(x >= 0, 1.0, r * r)
+        return grad * r - grad.sum(-1, keepdim=True) * slope / total
 
 
 def cross_entropy(
