@@ -152,3 +152,15 @@ def test_a_benchmarks_arbiter_command_is_stopped_by_sigint_and_waited_for(sig) -
     output, _ = parent.communicate(timeout=30)
     assert output == "child got SIGINT\nchild stopped cleanly\n"
     assert parent.returncode == 7  # the command's own exit code
+
+
+@pytest.mark.parametrize("seeding", ["prieto", "arbiter"])
+def test_prieto_reference_smoke_test_trains_their_network_either_way(seeding) -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/prieto_reference.py", "--smoke-test", "--seeding", seeding],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ((label, accuracy),) = table_rows(done.stdout)
+    assert label == "validation accuracy" and 0 <= float(accuracy) < 0.05  # it has not grokked
+    assert "step 50: validation accuracy" in done.stderr
