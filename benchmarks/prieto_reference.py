@@ -61,11 +61,12 @@ def prieto_seeding(seed: int) -> Setup:
     order = torch.randperm(len(ids))  # what their random_split draws
     n_train = int(TRAIN_FRACTION * len(ids))
     train, val = order[:n_train], order[n_train:]
+    train_ids, train_answers = ids[train], answers[train]
     model = OneHotMLP(OneHotMLPConfig(symbols=P, seq_len=2, reads=(0, 1), dim=200, n_layers=2))
 
     def next_batch() -> Batch:
         shuffle = torch.randperm(n_train)  # their loop's: it only changes the rounding
-        return ids[train][shuffle], answers[train][shuffle]
+        return train_ids[shuffle], train_answers[shuffle]
 
     return Setup(model, next_batch, (ids[val], answers[val]))
 
