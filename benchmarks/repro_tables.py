@@ -31,29 +31,38 @@ def verdict(met: bool) -> str:
     return "met" if met else "not met"
 
 
+def median_step(steps: list[int | None]) -> int | None:
+    """The middle seed's step (of two middle ones the lower); a seed that never got there counts
+    as the slowest, so the median is "not reached" when half or more never did."""
+    in_order = sorted(steps, key=lambda step: math.inf if step is None else step)
+    return in_order[(len(in_order) - 1) // 2]
+
+
+def by_seed(trial: TrialReport) -> int:
+    return trial.config.get("training.seed", 0)
+
+
 # Nanda et al. 2023: epochs (= full-batch steps) to test loss < 0.1, by training fraction
 NANDA_PUBLISHED = {0.3: 7930, 0.4: 3109, 0.5: 956, 0.6: 440}
 NANDA_TOLERANCE = 0.4
 
 
 def nanda_table(report: Report) -> tuple[str, bool]:
-    """Steps to test loss < 0.1 by training fraction, the median over each fraction's seeds: the
-    middle seed's step (of two middle ones the lower), a seed that never got there the slowest."""
+    """Steps to test loss < 0.1 by training fraction, the median over each fraction's seeds."""
     lines = [
         "| train fraction | published (steps) | Arbiter, median (steps) | each seed | ratio "
         "| within +-40% |",
         "|---:|---:|---:|---|---:|---|",
     ]
     by_fraction: dict[float, list[TrialReport]] = {}
-    for trial in sorted(report.trials, key=lambda t: t.config.get("training.seed", 0)):
+    for trial in sorted(report.trials, key=by_seed):
         by_fraction.setdefault(trial.config["data.train_fraction"], []).append(trial)
     medians: dict[float, int | None] = {}
     met = True
     for fraction, trials in sorted(by_fraction.items()):
         published = NANDA_PUBLISHED.get(fraction)
         steps = [first_step(t, "val/loss", lambda loss: loss < 0.1) for t in trials]
-        in_order = sorted(steps, key=lambda step: math.inf if step is None else step)
-        median = medians[fraction] = in_order[(len(in_order) - 1) // 2]
+        median = medians[fraction] = median_step(steps)
         ratio = median / published if median and published else None
         within = ratio is not None and abs(ratio - 1) <= NANDA_TOLERANCE
         met &= within
@@ -184,43 +193,49 @@ PRIETO_MLP_GOAL = 0.9
 
 
 def prieto_mlp_table(report: Report) -> tuple[str, bool]:
-    """Validation accuracy at the steps of the published curve, per loss; the goal: StableMax
-    passes 90% within the run without any regularization."""
+    """Validation accuracy at the steps of the published curve, per loss and seed; the goal: the
+    median StableMax seed passes 90% within the run without any regularization."""
     steps = sorted(PRIETO_MLP_PUBLISHED)
     lines = [
-        "| loss | " + " | ".join(f"{s:,}" for s in steps)
+        "| loss | seed | " + " | ".join(f"{s:,}" for s in steps)
         + f" | {PRIETO_MLP_GOAL:.0%} at step | last step | zero-loss fraction |",
-        "|---|" + "---:|" * (len(steps) + 3),
-        "| StableMax, published | "
+        "|---|---:|" + "---:|" * (len(steps) + 3),
+        "| StableMax, published | 42 | "
         + " | ".join(f"~{PRIETO_MLP_PUBLISHED[s]:.2f}" for s in steps)
         + " | ~48,000 | 80,000 | - |",
     ]  # fmt: skip
-    reached: dict[str, int | None] = {}
+    reached: dict[str, list[int | None]] = {}
     stopped = False
-    for trial in sorted(report.trials, key=lambda t: t.config["training.loss"]):
+    for trial in sorted(report.trials, key=lambda t: (t.config["training.loss"], by_seed(t))):
         loss = trial.config["training.loss"]
-        reached[loss] = first_step(trial, "val/accuracy", lambda a: a >= PRIETO_MLP_GOAL)
+        step = first_step(trial, "val/accuracy", lambda a: a >= PRIETO_MLP_GOAL)
+        reached.setdefault(loss, []).append(step)
         last = trial.rows[-1] if trial.rows else {}
         cells = []
-        for step in steps:
-            accuracy = _accuracy_at(trial, step)
+        for published_step in steps:
+            accuracy = _accuracy_at(trial, published_step)
             if accuracy is None and trial.status == FINISHED and "val/accuracy" in last:
                 accuracy, stopped = last["val/accuracy"], True  # the stop rule ended it sooner
                 cells.append(f"{accuracy:.2f} (stopped)")
             else:
                 cells.append("-" if accuracy is None else f"{accuracy:.2f}")
         lines.append(
-            f"| {loss} | " + " | ".join(cells) + f" | {shown(reached[loss])} | "
-            f"{shown(last.get('step'))} | {last.get('train/zero_loss_fraction', 0):.3f} |"
-        )
-    met = reached.get("stablemax") is not None
+            f"| {loss} | {trial.config.get('training.seed', '-')} | " + " | ".join(cells)
+            + f" | {shown(step)} | {shown(last.get('step'))} | "
+            f"{last.get('train/zero_loss_fraction', 0):.3f} |"
+        )  # fmt: skip
+    medians = {loss: median_step(each) for loss, each in reached.items()}
+    met = medians.get("stablemax") is not None
     lines += [""]
     if stopped:
         lines += ["(stopped): the stop rule ended the trial sooner; its last accuracy.", ""]
     lines += [
-        f"Goal: StableMax passes {PRIETO_MLP_GOAL:.0%} validation accuracy with no weight decay "
-        f"(theirs by ~48,000 steps): {verdict(met)}.",
-    ]
+        "Median over seeds of the step to "
+        f"{PRIETO_MLP_GOAL:.0%}: "
+        + ", ".join(f"{loss} {shown(step)}" for loss, step in sorted(medians.items())) + ".",
+        f"Goal: the median StableMax seed passes {PRIETO_MLP_GOAL:.0%} validation accuracy with "
+        f"no weight decay (their seed 42 by ~48,000 steps): {verdict(met)}.",
+    ]  # fmt: skip
     return "\n".join(lines) + "\n", met
 
 

@@ -16,7 +16,8 @@ table that puts our figure next to the published one, with the goal it must meet
 - prieto: Prieto et al. 2025, softmax collapse without weight decay: the fp32 softmax run
   stalls with most training losses exactly 0; StableMax and ⊥Grad generalize.
 - prieto_mlp: Prieto et al. 2025's Figure 1, StableMax on their one-hot MLP (a + b mod 113)
-  with no regularization, against softmax. Goal: StableMax passes 90% validation accuracy.
+  with no regularization, against softmax, three seeds each. Goal: the median StableMax seed
+  passes 90% validation accuracy.
 - phases: Liu et al. 2022's phases (comprehension, grokking, memorization, confusion) over
   learning rate x weight decay. Goal: all four appear.
 

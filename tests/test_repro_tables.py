@@ -61,31 +61,50 @@ def accuracy_curve(ramp: dict[int, float], steps: int, every: int = 250) -> list
     ]  # fmt: skip
 
 
-def prieto_mlp(tmp_path: Path, stablemax: list[dict], softmax: list[dict], status="TERMINATED"):
-    trials = [trial("t0", {"training.loss": "softmax"}, softmax),
-              trial("t1", {"training.loss": "stablemax"}, stablemax, status)]  # fmt: skip
+def prieto_mlp(tmp_path: Path, stablemax: list[list[dict]], softmax: list[dict],
+               status="TERMINATED"):  # fmt: skip
+    """A softmax trial (seed 0) and a StableMax trial per curve (seeds 0, 1, ...); the last
+    StableMax trial has `status`."""
+    trials = [trial("s0", {"training.loss": "softmax", "training.seed": 0}, softmax)]
+    for seed, rows in enumerate(stablemax):
+        last = seed == len(stablemax) - 1
+        trials.append(trial(f"t{seed}", {"training.loss": "stablemax", "training.seed": seed},
+                            rows, status if last else "TERMINATED"))  # fmt: skip
     return prieto_mlp_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
 
 
-def test_prieto_mlp_reads_each_loss_at_the_published_steps(tmp_path):
+def test_prieto_mlp_reads_each_loss_and_seed_at_the_published_steps(tmp_path):
     stablemax = accuracy_curve({30000: 0.5, 45250: 0.93, 58000: 0.985}, 60000)
     softmax = accuracy_curve({1000: 0.01}, 80000)
-    text, met = prieto_mlp(tmp_path, stablemax, softmax)
-    rows = {row[0]: row[1:] for row in table_rows(text)}
-    assert rows["StableMax, published"][:4] == ["~0.06", "~0.73", "~0.94", "~0.98"]
-    assert rows["stablemax"] == ["0.00", "0.50", "0.93", "0.98", "45,250", "60,000", "0.500"]
-    assert rows["softmax"][4:6] == ["not reached", "80,000"]
+    text, met = prieto_mlp(tmp_path, [stablemax], softmax)
+    rows = {tuple(row[:2]): row[2:] for row in table_rows(text)}
+    assert rows["StableMax, published", "42"][:4] == ["~0.06", "~0.73", "~0.94", "~0.98"]
+    assert rows["stablemax", "0"] == ["0.00", "0.50", "0.93", "0.98", "45,250", "60,000", "0.500"]
+    assert rows["softmax", "0"][4:6] == ["not reached", "80,000"]
     assert met and "(stopped)" not in text
+    assert "the step to 90%: softmax not reached, stablemax 45,250." in text
     # ended by the stop rule at 46,000: the later columns show where it stopped, marked so
-    text, met = prieto_mlp(tmp_path / "b", stablemax[:184], softmax)
-    assert table_rows(text)[-1][1:] == ["0.00", "0.50", "0.93 (stopped)", "0.93 (stopped)",
+    text, met = prieto_mlp(tmp_path / "b", [stablemax[:184]], softmax)
+    assert table_rows(text)[-1][2:] == ["0.00", "0.50", "0.93 (stopped)", "0.93 (stopped)",
                                         "45,250", "46,000", "0.500"]  # fmt: skip
     assert met and "the stop rule ended the trial sooner" in text
     # interrupted at 44,000 (still running when the sweep was stopped): not run, not reached
-    text, met = prieto_mlp(tmp_path / "c", stablemax[:176], softmax, status="RUNNING")
-    assert table_rows(text)[-1][1:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
+    text, met = prieto_mlp(tmp_path / "c", [stablemax[:176]], softmax, status="RUNNING")
+    assert table_rows(text)[-1][2:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
                                         "0.500"]  # fmt: skip
     assert not met
+
+
+def test_prieto_mlp_goal_is_the_median_stablemax_seed(tmp_path):
+    late = accuracy_curve({50000: 0.5, 79000: 0.86}, 80000)  # never 90% in the run
+    early = accuracy_curve({40000: 0.5, 47000: 0.91}, 80000)
+    middle = accuracy_curve({45000: 0.5, 61250: 0.92}, 80000)
+    softmax = accuracy_curve({1000: 0.01}, 80000)
+    text, met = prieto_mlp(tmp_path, [late, early, middle], softmax)
+    assert [row[6] for row in table_rows(text)[2:]] == ["not reached", "47,000", "61,250"]
+    assert met and "stablemax 61,250." in text  # the middle of three; the late one the slowest
+    text, met = prieto_mlp(tmp_path / "b", [late, early, late], softmax)
+    assert not met and "stablemax not reached." in text  # one seed of three is not the median
 
 
 def grokfast(tmp_path: Path, baseline: list[dict], status: str = "TERMINATED"):
