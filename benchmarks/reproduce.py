@@ -14,7 +14,7 @@ table that puts our figure next to the published one, with the goal it must meet
 - grokfast: Lee et al. 2024, x * y mod 97: iterations to 95% validation accuracy with and
   without Grokfast-EMA and weight decay 0.005. Goal: a speed-up of at least 20x (theirs 43.8x).
 - prieto: Prieto et al. 2025, softmax collapse without weight decay: the fp32 softmax run
-  stalls with most training losses exactly 0; StableMax and ⊥Grad generalize.
+  stalls with most training losses exactly 0; ⊥Grad generalizes with no memorization phase.
 - prieto_mlp: Prieto et al. 2025's Figure 1, StableMax on their one-hot MLP (a + b mod 113)
   with no regularization, against softmax, three seeds each. Goal: the median StableMax seed
   passes 90% validation accuracy.

@@ -11,7 +11,12 @@ from test_report import trial
 from arbiter.report import make_report
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from repro_tables import grokfast_table, nanda_table, prieto_mlp_table  # noqa: E402
+from repro_tables import (  # noqa: E402
+    grokfast_table,
+    nanda_table,
+    prieto_mlp_table,
+    prieto_table,
+)
 
 
 def loss_curve(reached_at: int | None, steps: int = 12000, every: int = 20) -> list[dict]:
@@ -59,6 +64,44 @@ def accuracy_curve(ramp: dict[int, float], steps: int, every: int = 250) -> list
          "val/accuracy": max([a for s, a in ramp.items() if s <= step], default=0.0)}
         for step in range(every, steps + every, every)
     ]  # fmt: skip
+
+
+def fit_curve(fit: int, generalize: int | None, steps: int, zero_loss: float) -> list[dict]:
+    """Rows every 50 steps: training accuracy 1 from `fit`, validation 0.95 from `generalize`
+    (0.3 before, and for ever if None)."""
+    return [
+        {"step": step, "eval_step": step, "train/accuracy": 1.0 if step >= fit else 0.5,
+         "val/accuracy": 0.95 if generalize is not None and step >= generalize else 0.3,
+         "train/zero_loss_fraction": zero_loss, "train/max_margin": 50.0}
+        for step in range(50, steps + 50, 50)
+    ]  # fmt: skip
+
+
+def prieto(tmp_path: Path, plain: list[dict], orthograd: list[dict]):
+    """The plain fp32 softmax arm and its ⊥Grad arm; a StableMax arm that never gets to 90%."""
+    arms = {("softmax", False): plain, ("softmax", True): orthograd,
+            ("stablemax", False): fit_curve(150, None, 5000, 0.9)}  # fmt: skip
+    trials = [
+        trial(f"t{i}", {"training.loss": loss, "training.loss_dtype": "fp32",
+                        "training.orthograd": ortho}, rows)
+        for i, ((loss, ortho), rows) in enumerate(arms.items())
+    ]  # fmt: skip
+    return prieto_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
+
+
+def test_prieto_goal_is_the_collapse_and_orthograd_without_memorization(tmp_path):
+    stalled = fit_curve(150, None, 5000, zero_loss=0.7)
+    text, met = prieto(tmp_path, stalled, fit_curve(200, 250, 250, zero_loss=0.0))
+    assert [row[-1] for row in table_rows(text)] == ["memorization", "comprehension",
+                                                      "memorization"]  # fmt: skip
+    assert met  # StableMax short of 90% on the transformer does not fail it: prieto_mlp's goal
+    # ⊥Grad that generalizes only 1,000 steps after fitting grokked: it had a memorization phase
+    _, late = prieto(tmp_path / "b", stalled, fit_curve(200, 1200, 1200, zero_loss=0.0))
+    assert not late
+    # softmax that keeps a loss on most of the training set has not collapsed
+    _, no_collapse = prieto(tmp_path / "c", fit_curve(150, None, 5000, zero_loss=0.3),
+                            fit_curve(200, 250, 250, zero_loss=0.0))  # fmt: skip
+    assert not no_collapse
 
 
 def prieto_mlp(tmp_path: Path, stablemax: list[list[dict]], softmax: list[dict],
