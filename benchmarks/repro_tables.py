@@ -7,11 +7,31 @@ trial's swept values and result rows) and returns (markdown, goal met).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any
 
 from arbiter.core.grokking import PHASE_ACCURACY, PHASE_GAP, PHASES, phase
 from arbiter.report import Report, TrialReport
 from arbiter.status import FINISHED
+
+
+def with_settings(report: Report, resolved: Mapping[str, Any]) -> Report:
+    """The report with each trial's config made whole: the experiment's resolved settings (its
+    `arbiter.json`) under the trial's swept values. A key that `--set` pinned has left the space,
+    so no trial's config names it; the tables read it as they read a swept one."""
+    settings = dict(_dotted(resolved))
+    trials = [replace(t, config={**settings, **t.config}) for t in report.trials]
+    return replace(report, trials=trials)
+
+
+def _dotted(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            if key != "sweep":  # how the trials were run, not a setting of one
+                yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def first_step(trial: TrialReport, metric: str, reached: Callable[[float], bool]) -> int | None:

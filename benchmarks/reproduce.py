@@ -49,9 +49,10 @@ from repro_tables import (
     phases_table,
     prieto_mlp_table,
     prieto_table,
+    with_settings,
 )
 
-from arbiter.experiment import has_tune_state
+from arbiter.experiment import has_tune_state, read_record
 from arbiter.report import Report, load_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -154,7 +155,7 @@ def main() -> int:
         report = load_report(experiment)
         if report.template != template:
             raise Failed(f"reproduce: {experiment} ran {report.template}, not {template}")
-        table, met = repro.table(report)
+        table, met = repro.table(with_settings(report, read_record(experiment).resolved))
         print(table)
         if write:
             figure = DOCS / "reproductions" / f"{args.reproduction}.png"

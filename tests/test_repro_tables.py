@@ -16,6 +16,7 @@ from repro_tables import (  # noqa: E402
     nanda_table,
     prieto_mlp_table,
     prieto_table,
+    with_settings,
 )
 
 
@@ -168,3 +169,22 @@ def test_grokfast_speedup_is_measured_or_bounded_by_a_baseline_that_ran_out(tmp_
     # interrupted before its end: no bound
     text, met = grokfast(tmp_path / "c", accuracy_curve({100: 0.6}, 13550, every=50), "RUNNING")
     assert "not measured" in text and not met
+
+
+def test_a_table_reads_a_key_that_set_pinned_from_the_experiments_settings(tmp_path):
+    """`--set training.loss=stablemax` takes the loss out of the space: no trial's config names
+    it, and the table reads it from the experiment's resolved settings instead."""
+    trials = [trial(f"t{seed}", {"training.seed": seed},
+                    accuracy_curve({40000: 0.5, 60000 + seed: 0.93}, 80000))
+              for seed in (1, 2)]  # fmt: skip
+    report = make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials)
+    resolved = {"training": {"loss": "stablemax", "seed": 0, "betas": [0.9, 0.999]},
+                "sweep": {"space": {"training.seed": [1, 2]}}}  # fmt: skip
+    complete = with_settings(report, resolved)
+    assert [t.config for t in complete.trials] == [
+        {"training.loss": "stablemax", "training.seed": seed, "training.betas": [0.9, 0.999]}
+        for seed in (1, 2)
+    ]  # the swept seed over the template's; the sweep's own table is no setting
+    text, met = prieto_mlp_table(complete)
+    assert [row[:2] for row in table_rows(text)[1:]] == [["stablemax", "1"], ["stablemax", "2"]]
+    assert met and report.trials[0].config == {"training.seed": 1}  # the report is left as it was
