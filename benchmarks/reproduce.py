@@ -26,8 +26,9 @@ failed; 130: interrupted (Ctrl-C stops the sweep as its own would: resumable, wi
 Unless `--no-write`, the table is appended to docs/reproductions.md (with the date, the command
 and the machine) and the report's main plot is copied to docs/reproductions/NAME.png.
 `--set` overrides template keys (e.g. a smaller modulus for a quick look); such a run is not
-written down. `--experiment DIR` tabulates a reproduction that already ran (one finished with
-`arbiter resume`, or interrupted: its unfinished trials count as not having got there).
+written down, nor is one tabulated again with `--experiment DIR`, which tabulates a reproduction
+that already ran (one finished with `arbiter resume`, or interrupted: its unfinished trials count
+as not having got there).
 """
 
 from __future__ import annotations
@@ -155,8 +156,13 @@ def main() -> int:
         report = load_report(experiment)
         if report.template != template:
             raise Failed(f"reproduce: {experiment} ran {report.template}, not {template}")
-        table, met = repro.table(with_settings(report, read_record(experiment).resolved))
+        record = read_record(experiment)
+        table, met = repro.table(with_settings(report, record.resolved))
         print(table)
+        if write and record.sets:  # --experiment of a run changed with --set
+            write = False
+            print(f"reproduce: {experiment.name} ran with --set {' --set '.join(record.sets)}: "
+                  "not written down", file=sys.stderr)  # fmt: skip
         if write:
             figure = DOCS / "reproductions" / f"{args.reproduction}.png"
             figure.parent.mkdir(parents=True, exist_ok=True)

@@ -67,16 +67,21 @@ def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     assert test_loss[-1] < test_loss[0] / 2, test_loss
     assert test_loss == sorted(test_loss, reverse=True), test_loss
 
-    def again(name: str) -> subprocess.CompletedProcess:
+    def again(name: str, *flags: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "benchmarks/reproduce.py", name, "--experiment", experiment,
-             "--no-write"],
+            [sys.executable, "benchmarks/reproduce.py", name, "--experiment", experiment, *flags],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
-    # the experiment that ran, tabulated again: the same table; another reproduction's: refused
-    assert table_rows(again("nanda").stdout) == rows
-    refused = again("grokfast")
+    # the experiment that ran, tabulated again: the same table, and as it ran with --set, not
+    # written down even without --no-write; another reproduction's: refused
+    report = ROOT / "docs" / "reproductions.md"
+    before = report.read_text()
+    tabulated = again("nanda")
+    assert table_rows(tabulated.stdout) == rows
+    assert "ran with --set data.modulus=31 --set training.steps=400" in tabulated.stderr
+    assert report.read_text() == before
+    refused = again("grokfast", "--no-write")
     assert refused.returncode == 2 and "ran repro_nanda.toml, not repro_grokfast" in refused.stderr
 
 
