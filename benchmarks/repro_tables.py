@@ -250,8 +250,7 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
     if stopped:
         lines += ["(stopped): the stop rule ended the trial sooner; its last accuracy.", ""]
     lines += [
-        "Median over seeds of the step to "
-        f"{PRIETO_MLP_GOAL:.0%}: "
+        f"Median over seeds of the step to {PRIETO_MLP_GOAL:.0%}: "
         + ", ".join(f"{loss} {shown(step)}" for loss, step in sorted(medians.items())) + ".",
         f"Goal: the median StableMax seed passes {PRIETO_MLP_GOAL:.0%} validation accuracy with "
         f"no weight decay (their seed 42 by ~48,000 steps): {verdict(met)}.",
