@@ -103,6 +103,11 @@ def test_prieto_goal_is_the_collapse_and_orthograd_without_memorization(tmp_path
     _, no_collapse = prieto(tmp_path / "c", fit_curve(150, None, 5000, zero_loss=0.3),
                             fit_curve(200, 250, 250, zero_loss=0.0))  # fmt: skip
     assert not no_collapse
+    # one that collapsed (0.86 at step 4,250) before a loss spike reset it (0.34 at the end)
+    slingshot = fit_curve(150, None, 5000, zero_loss=0.34)
+    slingshot[84]["train/zero_loss_fraction"] = 0.86
+    text, met = prieto(tmp_path / "d", slingshot, fit_curve(200, 250, 250, zero_loss=0.0))
+    assert met and table_rows(text)[0][6] == "0.340 (0.860)"
 
 
 def prieto_mlp(tmp_path: Path, stablemax: list[list[dict]], softmax: list[dict],
