@@ -1,7 +1,9 @@
 """Arbiter: hyperparameter sweeps of small and deep-and-narrow transformers on Ray Tune.
 
-The package is layered (imports only point down): `cli` -> `sweep` -> `space`/`trainable` ->
-`config` -> `core` (the training core, which never imports Ray). See DESIGN.md in the repository.
+Subpackages by concern, imports pointing one way (docs/architecture.md draws them):
+`cli` -> `commands` -> `tune`, `experiments`, `report` -> `core` -> `models`, with `config` (the
+validated settings every layer reads), `errors` and `ui` below them all. Only `tune` and the
+commands import Ray; `core` and `models` never do.
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
-"""The `arbiter` command line: parsing, dispatch, and one-line errors with exit code 2.
+"""The `arbiter` command line: parsing, dispatch to `arbiter.commands`, and one-line errors.
 
-Commands import what they need when they run, so `validate` and `templates` never import Ray or
-torch and the command line starts quickly.
+Only parsing lives here. Each command module is imported when its command runs, so `validate`
+and `templates` never import Ray or torch and the command line starts quickly.
 """
 
 from __future__ import annotations
@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import get_args
 
 from arbiter import __version__
-from arbiter.config import SweepConfig
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.config.schema import SweepConfig
 from arbiter.errors import RunFailed, UserError
-from arbiter.experiment import DEFAULT_STORAGE
-
-EXIT_RUN_FAILED = 1
-EXIT_USER_ERROR = 2
+from arbiter.experiments.storage import DEFAULT_STORAGE
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (and exit code 2), like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except UserError as exc:
         print(f"arbiter: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return ExitCode.USAGE
     except RunFailed as exc:
         print(f"arbiter: run failed: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return ExitCode.FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,85 +145,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from arbiter.sweep_command import run_sweep
+    from arbiter.commands.sweep import sweep
 
-    return run_sweep(args)
+    return sweep(
+        args.template,
+        gpus=args.gpus,
+        cpus_per_trial=args.cpus_per_trial,
+        address=args.address,
+        storage=args.storage,
+        name=args.name,
+        sets=args.set,
+        dashboard_host=args.dashboard_host,
+        dry_run=args.dry_run,
+        base_config=args.base_config,
+        strategy=args.strategy,
+    )
 
 
 def _long(args: argparse.Namespace) -> int:
-    from arbiter.long_command import run_long
+    from arbiter.commands.long import long
 
-    return run_long(args)
+    return long(
+        args.template,
+        gpus=args.gpus,
+        cpus_per_trial=args.cpus_per_trial,
+        address=args.address,
+        storage=args.storage,
+        name=args.name,
+        sets=args.set,
+        hours=args.hours,
+        dashboard_host=args.dashboard_host,
+    )
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from arbiter.sweep_command import resume_sweep
+    from arbiter.commands.resume import resume
 
-    return resume_sweep(args)
+    return resume(args.experiment, args.storage, args.address)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from arbiter.sweep_command import show_status
+    from arbiter.commands.status import status
 
-    return show_status(args)
+    return status(args.experiment, args.storage, as_json=args.json)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from arbiter.report import run_report
+    from arbiter.commands.report import report
 
-    return run_report(args)
+    return report(args.experiment, args.storage, args.out)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from arbiter.train_command import run_train
+    from arbiter.commands.train import train
 
-    return run_train(args)
+    return train(args.config, tier=args.tier, sets=args.set, out=args.out, resume=args.resume)
 
 
 def _prepare_text(args: argparse.Namespace) -> int:
-    from arbiter.core.data import prepare_text
+    from arbiter.commands.prepare_text import prepare_text
 
-    meta = prepare_text(args.file, args.out, args.val_fraction)
-    print(
-        f"{args.out}: {meta['train_tokens']:,} train and {meta['val_tokens']:,} validation "
-        f"tokens (byte-level, vocab_size {meta['vocab_size']})"
-    )
-    return 0
+    return prepare_text(args.file, args.out, args.val_fraction)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from arbiter.loading import load_config
-    from arbiter.trials import plan_trials
+    from arbiter.commands.validate import validate
 
-    failed = 0
-    for path in args.files:
-        try:
-            config = load_config(path, args.set)
-            trials = plan_trials(config, str(path))
-        except UserError as exc:
-            print(f"arbiter: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        kind = f"template, {len(trials)} trials" if config.sweep else "run config"
-        print(f"ok  {path}  ({kind})")
-    return EXIT_USER_ERROR if failed else 0
+    return validate(args.files, args.set)
 
 
 def _templates(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    from arbiter.commands.templates import templates
 
-    from arbiter.loading import load_config
-    from arbiter.templates import list_templates
-    from arbiter.trials import plan_trials
-    from arbiter.ui import console
-
-    table = Table("template", "trials", "description", box=None, header_style="bold")
-    for path in list_templates():
-        config = load_config(path)
-        trials = len(plan_trials(config, str(path))) if config.sweep else "-"
-        table.add_row(path.name, str(trials), config.description)
-    console().print(table)
-    return 0
+    return templates()
 
 
 def _storage_flag(parser: argparse.ArgumentParser) -> None:

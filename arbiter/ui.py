@@ -1,7 +1,9 @@
-"""Terminal output helpers shared by the commands: a console and human-readable numbers."""
+"""Terminal and report output shared by every command: a console, and the one way values and
+numbers are written (`show`, `si`, `gib`, `tally`)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -12,6 +14,20 @@ from rich.console import Console
 def console() -> Console:
     """A console for tables; wide when piped so that columns are never cut to 80 characters."""
     return Console() if sys.stdout.isatty() else Console(width=240, no_color=True)
+
+
+def show(value: object, digits: int = 4) -> str:
+    """A value as tables, progress lines and reports write it: `-` for none, a float as written
+    (`1.0`, `0.1`) when `digits` significant digits hold it, else rounded to them, a string as
+    it is, anything else as JSON (`true`, `[4, 8]`), the way a template or `--set` writes it."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        rounded = f"{value:.{digits}g}"
+        return repr(value) if float(rounded) == value else rounded
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def si(value: float, unit: str = "") -> str:

@@ -58,14 +58,14 @@ import torch.nn.functional as F
 from report import REPORT, Started, publish
 from step_hook import StepHook
 
-from arbiter.config import Config
+from arbiter.config.loading import load_config
+from arbiter.config.schema import Config
+from arbiter.config.templates import find_template
 from arbiter.core import loop as core_loop
 from arbiter.core.checkpoint import load_checkpoint
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
 from arbiter.core.model import build_model
 from arbiter.core.optim import param_groups
-from arbiter.loading import load_config
-from arbiter.templates import find_template
 
 NEVER = 10**9  # a log/eval interval no run reaches: only the (unmeasured) last step does them
 QUICKSTART = "quickstart"  # the template every case starts from

@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from report import Started, publish
 
+from arbiter.config.loading import load_config
+from arbiter.config.templates import find_template
+from arbiter.config.trials import trial_config
 from arbiter.core.loop import train
-from arbiter.loading import load_config
-from arbiter.templates import find_template
-from arbiter.trials import trial_config
 
 
 class Grokked(Exception):

@@ -4,7 +4,7 @@ The grid (weight decay x training fraction of a + b mod p) holds configurations 
 late, long after they have memorized their training set. FIFO runs every trial to the full budget,
 so it finds every configuration that groks within the budget, at full price. ASHA ranks trials by
 validation accuracy at its rungs, where a late grokker still looks like a failure. The grokking
-scheduler (arbiter/grokking_scheduler.py) stops trials that grokked, and trials that stopped
+scheduler (arbiter/tune/grokking_scheduler.py) stops trials that grokked, and trials that stopped
 progressing (weight norm no longer falling, validation accuracy no longer rising).
 
 Each sweep runs through the real `arbiter sweep` command (embedded Ray, `--gpus 0`,
@@ -34,9 +34,10 @@ from pathlib import Path
 from interrupts import EXIT_INTERRUPTED, run_through_interrupts
 from report import Started, publish
 
-from arbiter.config import GrokkingOptions
+from arbiter.config.schema import GrokkingOptions
 from arbiter.core.grokking import THRESHOLD, measures_from_rows
-from arbiter.status import read_trials, result_rows
+from arbiter.experiments.trials import result_rows
+from arbiter.tune.state import read_trials
 
 SCHEDULERS = ("fifo", "asha", "grokking")
 DEFAULTS = GrokkingOptions()  # patience, min_norm_drop, min_val_gain: the template's defaults

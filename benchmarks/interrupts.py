@@ -10,7 +10,7 @@ import signal
 import subprocess
 from typing import Any
 
-from arbiter.sweep_command import EXIT_INTERRUPTED
+from arbiter.commands.exit_codes import ExitCode
 
 # What stops the command: Ctrl-C, a closed terminal, a `kill`. Each is passed on as a SIGINT.
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -35,5 +35,5 @@ def run_through_interrupts(command: list[str], **popen: Any) -> int:
         if child.poll() is None:  # only if waiting itself failed: leave nothing running
             child.kill()
     if code == -signal.SIGINT:  # a SIGINT before Ray Tune took it over, or a second one
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     return 128 - code if code < 0 else code  # killed by another signal: the shell's 128 + N

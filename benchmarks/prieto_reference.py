@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import torch
 
+from arbiter.config.loading import load_config
+from arbiter.config.templates import find_template
 from arbiter.core.data import make_task
 from arbiter.core.model import build_model
-from arbiter.loading import load_config
-from arbiter.templates import find_template
 from models import OneHotMLP, OneHotMLPConfig
 
 P = 113

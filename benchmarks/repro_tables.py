@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from arbiter.core.grokking import PHASE_ACCURACY, PHASE_GAP, PHASES, phase
-from arbiter.report import Report, TrialReport
-from arbiter.status import FINISHED
+from arbiter.experiments.trials import FINISHED
+from arbiter.report.data import Report, TrialReport
 
 
 def with_settings(report: Report, resolved: Mapping[str, Any]) -> Report:

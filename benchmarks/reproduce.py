@@ -53,8 +53,9 @@ from repro_tables import (
     with_settings,
 )
 
-from arbiter.experiment import has_tune_state, read_record
-from arbiter.report import Report, load_report
+from arbiter.commands.report import load_report
+from arbiter.experiments.record import has_tune_state, read_record
+from arbiter.report.data import Report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REPRODUCTIONS = DOCS / "reproductions.md"

@@ -17,7 +17,7 @@ before the subprocess is created, so Python's start-up and imports count. "Ray u
 command's `Ray dashboard:` log line reaches this process (the command is run unbuffered; where
 there is no dashboard line, the `sweep NAME:` line stands for it), "experiment ready" when its
 `sweep NAME: ...` or `resuming NAME: ...` line does. The trial's own times come from its result
-rows: `trial_start` (set when the trial function begins, in `arbiter/trainable.py`) and
+rows: `trial_start` (set when the trial function begins, in `arbiter/tune/trainable.py`) and
 `wall_time` (set when the row is reported). Tune's `time_total_s` cannot serve: it starts when
 Tune first calls the trainable, not at a wall-clock moment this process knows, and after a restore
 it carries on from the total saved with the checkpoint, so it counts time spent before the
@@ -54,7 +54,7 @@ from typing import Any
 
 from report import REPORT, Started, publish
 
-from arbiter.status import result_rows
+from arbiter.experiments.trials import result_rows
 
 NAME = "startup"
 EXIT_INTERRUPTED = 130

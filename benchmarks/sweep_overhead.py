@@ -1,7 +1,7 @@
 """Sweep overhead: an 8-trial sweep's makespan through `arbiter sweep` against raw Ray Tune.
 
 Both drivers are separate processes that join the same `ray start` cluster (CPU trials, one
-CPU each) and run the same trainable (`arbiter.trainable.run_trial`) on the same grid, so the
+CPU each) and run the same trainable (`arbiter.tune.trainable.run_trial`) on the same grid, so the
 difference is what Arbiter adds around Tune: template loading and validation of every trial,
 the experiment record, the progress callback, status at the end. The raw driver is this file
 run with `--raw`: a minimal Tuner, as a user of plain Ray Tune would write it.
@@ -59,9 +59,9 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
     import ray
     from ray import tune
 
-    from arbiter.loading import load_config
-    from arbiter.space import to_param_space
-    from arbiter.trainable import local_scratch, run_trial, scratch_name
+    from arbiter.config.loading import load_config
+    from arbiter.tune.search_space import to_param_space
+    from arbiter.tune.trainable import local_scratch, run_trial, scratch_name
 
     config = load_config(template)
     scratch = scratch_name(storage / "raw")

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import arbiter
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from arbiter.core.checkpoint import (
     CheckpointError,
     capture_rng,

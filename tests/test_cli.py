@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from arbiter.cli import EXIT_USER_ERROR
-from arbiter.templates import list_templates, packaged_configs
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.config.templates import list_templates, packaged_configs
 
 GOOD_TEMPLATE = """
     [model]
@@ -42,7 +42,7 @@ def test_validate_reports_each_bad_file_and_fails(cli, write):
     good = write("good.toml", GOOD_TEMPLATE)
     bad = write("bad.toml", "[training]\nprecision = 'bf17'\n")
     code, out, err = cli("validate", good, bad)
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     assert "ok  " in out and "(template, 6 trials)" in out
     assert err.strip() == (
         f"arbiter: error: {bad}: training.precision: "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from arbiter.config import Config, TrainingConfig, check_sweepable
+from arbiter.config.schema import Config, TrainingConfig, check_sweepable
+from arbiter.config.trials import plan_trials
 from arbiter.errors import KeyProblem
-from arbiter.trials import plan_trials
 
 
 def problem(data: dict) -> KeyProblem | dict:

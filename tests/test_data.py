@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from arbiter.config import OPERATIONS, Config
+from arbiter.config.schema import OPERATIONS, Config
 from arbiter.core.data import (
     _SPLIT,
     EVAL_BATCHES,

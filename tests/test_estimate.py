@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from arbiter.config import Config
-from arbiter.core.model import build_model
-from arbiter.estimate import (
+from arbiter.config.loading import load_config
+from arbiter.config.schema import Config
+from arbiter.config.templates import packaged_configs
+from arbiter.core.estimate import (
     STATE_BYTES_PER_PARAM,
     activation_bytes,
     estimate,
     parameter_count,
     training_memory_bytes,
 )
-from arbiter.loading import load_config
-from arbiter.templates import packaged_configs
+from arbiter.core.model import build_model
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pytest
 from conftest import run, start, status, tiny_run
 
 from arbiter.core.checkpoint import latest_checkpoint
-from arbiter.status import result_rows
+from arbiter.experiments.trials import result_rows
 
 pytestmark = pytest.mark.slow
 

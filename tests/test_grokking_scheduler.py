@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 from conftest import run, status, tiny_run
 
-from arbiter.config import Config, GrokkingOptions
-from arbiter.grokking_scheduler import GrokkingScheduler
-from arbiter.sweep import _scheduler
+from arbiter.config.schema import Config, GrokkingOptions
+from arbiter.tune.grokking_scheduler import GrokkingScheduler
+from arbiter.tune.tuner import _scheduler
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 FIT_BUDGET, WINDOW = 200, 100
@@ -45,7 +45,7 @@ def decide(sched: GrokkingScheduler, rows: list[dict], trial: str = "t") -> list
 
 def test_grokked_and_held_stops(caplog):
     rows = [row(10, 0.2, 30), row(20, 0.995, 30), row(30, 0.999, 30), row(40, 0.999, 30)]
-    with caplog.at_level(logging.INFO, logger="arbiter.grokking_scheduler"):
+    with caplog.at_level(logging.INFO, logger="arbiter.tune.grokking_scheduler"):
         decisions = decide(scheduler(patience=2), rows)
     assert decisions[:3] == [CONTINUE, CONTINUE, STOP]  # before fit_budget too
     assert "grokked at step 30" in caplog.text
@@ -67,7 +67,7 @@ def test_repeated_rows_of_one_evaluation_count_once():
 
 def test_no_progress_is_allowed_before_the_fit_budget(caplog):
     rows = stream(val=lambda s: 0.05, norm=lambda s: 30.0, train=0.1)
-    with caplog.at_level(logging.INFO, logger="arbiter.grokking_scheduler"):
+    with caplog.at_level(logging.INFO, logger="arbiter.tune.grokking_scheduler"):
         decisions = decide(scheduler(), rows)
     steps = [r["step"] for r in rows]
     assert decisions[: steps.index(FIT_BUDGET)] == [CONTINUE] * steps.index(FIT_BUDGET)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from arbiter.config.loading import format_key, load_config, parse_set, split_key
 from arbiter.errors import ConfigError
-from arbiter.loading import format_key, load_config, parse_set, split_key
 
 
 def test_extends_merges_tables_child_wins(write):

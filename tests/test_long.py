@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import run, start, status, tiny_run
 
-from arbiter.status import result_rows
+from arbiter.experiments.trials import result_rows
 
 # tiny_run's tables: 2 checkpoints kept besides a milestone every 500 steps, and a swept key
 # that the long run ignores

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from arbiter.core.checkpoint import latest_checkpoint, load_checkpoint
 from arbiter.core.data import make_task
 from arbiter.core.loop import NonFiniteLoss, evaluate, loss_function, train

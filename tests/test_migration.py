@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import run, status, tiny_run
 
-from arbiter.cli import EXIT_USER_ERROR
-from arbiter.experiment import Record, new_experiment, read_record, template_hash
-from arbiter.loading import load_config
-from arbiter.templates import packaged_configs
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.config.loading import load_config
+from arbiter.config.templates import packaged_configs
+from arbiter.experiments.record import Record, read_record, template_hash
+from arbiter.experiments.storage import new_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_BASE = "configs/sweep_templates/base_config.toml"
@@ -68,7 +69,7 @@ def test_an_error_inside_the_base_config_names_the_base_config(write, cli):
     base = write("base.toml", "[training]\nsteps = -1\n")
     template = write("t.toml", TEMPLATE)
     code, _, err = cli("sweep", "--base-config", base, "--template", template, "--dry-run")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     assert one_error_line(err).startswith(f"arbiter: error: {base}: training.steps: ")
 
 
@@ -138,14 +139,14 @@ def test_bad_legacy_input_is_one_line_with_exit_code_2(
     write("base.toml", BASE)
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("sweep", *argv, "--dry-run")
-    assert code == EXIT_USER_ERROR and out == ""
+    assert code == ExitCode.USAGE and out == ""
     assert one_error_line(err).startswith(expected)
 
 
 def test_a_legacy_path_from_engine_gets_a_hint(cli, monkeypatch):
     monkeypatch.chdir(REPO)
     code, _, err = cli("sweep", "--base-config", f"../{SEED_BASE}", "--dry-run")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     assert one_error_line(err) == (
         f"arbiter: error: --base-config ../{SEED_BASE}: file not found; did you mean {SEED_BASE}?"
     )
@@ -159,7 +160,7 @@ def test_the_seed_command_line(cli, monkeypatch):
     monkeypatch.chdir(REPO)
     legacy = ["sweep", "--base-config", SEED_BASE, "--strategy", "grid", "--gpus", "4"]
     code, _, err = cli(*legacy, "--dry-run")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     line = one_error_line(err)
     assert f"--base-config {SEED_BASE}: has no [sweep] table" in line
     assert "deep_narrow_template.toml" in line and "grokking_regime.toml" in line
@@ -173,10 +174,10 @@ def test_the_seed_command_line(cli, monkeypatch):
 def test_the_strategy_choices_are_the_schemas(cli):
     from typing import get_args
 
-    from arbiter.config import SweepConfig
+    from arbiter.config.schema import SweepConfig
 
     code, _, err = cli("sweep", "--strategy", "x")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     for strategy in get_args(SweepConfig.model_fields["strategy"].annotation):
         assert f"'{strategy}'" in err
 
@@ -200,7 +201,7 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
     (path / "experiment_state-0.json").write_text("{}")
     base.write_text(tiny_run(200))
     code, _, err = cli("resume", "exp", "--storage", tmp_path / "storage")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     assert one_error_line(err) == (
         f"arbiter: error: {template} with its --base-config {base}: changed since the sweep "
         "started; Ray Tune cannot resume a changed search space: restore the template or start a "

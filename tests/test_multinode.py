@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import RAY, run, start, status, tiny_run
 
-from arbiter.status import result_rows
-from arbiter.sweep import storage_warning
+from arbiter.experiments.trials import result_rows
+from arbiter.tune.cluster import storage_warning
 
 
 def grid(steps: int, seeds: list[int]) -> str:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from arbiter.config import Config, TrainingConfig
+from arbiter.config.schema import Config, TrainingConfig
 from arbiter.core.model import build_model
 from arbiter.core.optim import (
     build_optimizer,

@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from arbiter.config import OPERATIONS, Config
+from arbiter.config.loading import format_key, load_config
+from arbiter.config.schema import OPERATIONS, Config
+from arbiter.config.space import DISTRIBUTIONS, Distribution, Grid, expand, parse_space
+from arbiter.config.trials import plan_trials
 from arbiter.errors import KeyProblem
-from arbiter.loading import format_key, load_config
-from arbiter.space import DISTRIBUTIONS, Distribution, Grid, expand, parse_space, to_param_space
-from arbiter.trials import plan_trials
+from arbiter.tune.search_space import to_param_space
 
 # The cli and tmp_path fixtures are function-scoped: each example overwrites its one file.
 PROPERTY = settings(

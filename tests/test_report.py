@@ -20,24 +20,23 @@ from conftest import run, tiny_run
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
+from arbiter.commands.report import load_report
+from arbiter.config.loading import load_config
 from arbiter.core.grokking import PHASES, measures_from_rows
-from arbiter.experiment import RECORD
-from arbiter.loading import load_config
-from arbiter.report import (
+from arbiter.experiments.record import RECORD
+from arbiter.experiments.trials import TrialStatus, result_rows
+from arbiter.report.data import (
     TrialReport,
-    load_report,
     make_report,
     one_row_per_step,
     ranked,
     series,
     sort_values,
-    summary_json,
-    summary_markdown,
     swept_keys,
     trial_report,
 )
-from arbiter.report_plots import FILES, draw_all, grokking_curves, phase_diagram
-from arbiter.status import TrialStatus, result_rows
+from arbiter.report.plots import FILES, draw_all, grokking_curves, phase_diagram
+from arbiter.report.summary import summary_json, summary_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -140,7 +139,7 @@ def test_summary_lists_every_trial_with_null_for_unreached(tmp_path):
     text = summary_markdown(report, plots)
     table = [line for line in text.splitlines() if re.match(r"\| t\d ", line)]
     assert [line.split("|")[1].strip() for line in table] == ["t0", "t1", "t2", "t3"]
-    assert "| t2 | 0.3 | 1 | TERMINATED | 600 | 200 | - | - | memorization |" in text
+    assert "| t2 | 0.3 | 1.0 | TERMINATED | 600 | 200 | - | - | memorization |" in text
     assert "](grokking_curves.png)" in text and "](phase_diagram.png)" in text
     assert "1. **t1**" in text and "`training.weight_decay = 0.1`" in text
 
@@ -255,7 +254,8 @@ def test_unknown_experiment_is_one_line_with_exit_code_2(cli, tmp_path):
 
 
 def test_an_experiment_without_results_says_so_on_one_line(cli, tmp_path, write):
-    from arbiter.experiment import Record, new_experiment, template_hash
+    from arbiter.experiments.record import Record, template_hash
+    from arbiter.experiments.storage import new_experiment
 
     template = write("t.toml", '[sweep.space]\n"training.weight_decay" = [0.1, 1.0]\n')
     config = load_config(template)

@@ -8,7 +8,7 @@ from pathlib import Path
 from test_benchmarks import ROOT, table_rows
 from test_report import trial
 
-from arbiter.report import make_report
+from arbiter.report.data import make_report
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from repro_tables import (  # noqa: E402

@@ -21,15 +21,15 @@ from pathlib import Path
 import pytest
 from test_benchmarks import ROOT, table_rows
 
+from arbiter.commands.report import load_report
+from arbiter.config.loading import load_config
+from arbiter.config.templates import find_template
+from arbiter.config.trials import trial_config
 from arbiter.core.grokking import phase
 from arbiter.core.loop import train
 from arbiter.core.metrics import read_metrics
-from arbiter.experiment import has_tune_state
-from arbiter.loading import load_config
-from arbiter.report import load_report
-from arbiter.templates import find_template
-from arbiter.trainable import local_scratch, scratch_name
-from arbiter.trials import trial_config
+from arbiter.experiments.record import has_tune_state
+from arbiter.tune.trainable import local_scratch, scratch_name
 
 pytestmark = pytest.mark.slow
 

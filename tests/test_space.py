@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from arbiter.config.space import Distribution, Grid, expand, parse_axis, parse_space
 from arbiter.errors import KeyProblem
-from arbiter.space import Distribution, Grid, expand, parse_axis, parse_space
 
 
 def test_lists_are_grids_and_tables_are_distributions():

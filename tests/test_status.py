@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arbiter.status import _state
+from arbiter.tune.state import _state
 
 
 def test_a_pending_trial_that_reported_is_running():

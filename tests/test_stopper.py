@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arbiter.stopper import HeldTarget
+from arbiter.tune.stopper import HeldTarget
 
 
 def feed(rule: HeldTarget, rows: list[tuple[int, float]]) -> list[bool]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import run, start, status, tiny_run
 
-from arbiter.status import result_rows
-from arbiter.trainable import local_scratch, scratch_name
+from arbiter.experiments.trials import result_rows
+from arbiter.tune.trainable import local_scratch, scratch_name
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from arbiter.config.templates import find_template, list_templates, packaged_configs
 from arbiter.errors import UserError
-from arbiter.templates import find_template, list_templates, packaged_configs, tier_config
+from arbiter.legacy import tier_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_TEMPLATES = {

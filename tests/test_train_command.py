@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arbiter.cli import EXIT_USER_ERROR
+from arbiter.commands.exit_codes import ExitCode
 from arbiter.core.metrics import read_metrics
 
 TOKENS_RUN = """
@@ -46,14 +46,14 @@ def test_prepare_text_then_train_on_tokens(cli, write, tmp_path):
 def test_missing_token_files_are_a_user_error(cli, write, tmp_path):
     config = write("run.toml", TOKENS_RUN.format(path=tmp_path / "absent"))
     code, _, err = cli("train", "--config", config, "--out", tmp_path / "run")
-    assert code == EXIT_USER_ERROR
+    assert code == ExitCode.USAGE
     assert "absent" in err and "prepare-text" in err and len(err.strip().splitlines()) == 1
 
 
 def test_resume_without_checkpoints_is_refused(cli, write, tmp_path):
     config = write("run.toml", "[training]\nsteps = 5\nwarmup_steps = 0\n")
     code, _, err = cli("train", "--config", config, "--out", tmp_path / "empty", "--resume")
-    assert code == EXIT_USER_ERROR and "no valid checkpoint" in err
+    assert code == ExitCode.USAGE and "no valid checkpoint" in err
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_resume_without_checkpoints_is_refused(cli, write, tmp_path):
 def test_tier_choice_without_gpu_or_terminal(cli, argv, words, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(*argv)
-    assert code == EXIT_USER_ERROR and words in err
+    assert code == ExitCode.USAGE and words in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -98,4 +98,4 @@ def test_tier_menu_on_a_terminal(tmp_path):
     assert "[1] High VRAM tier" in text and "[2] Low VRAM tier" in text
     assert "no GPU detected" in text
     # tier 2 chosen: its fp16 precision is refused on this CPU-only machine, in one clear line
-    assert process.returncode == EXIT_USER_ERROR and "fp16 on CPU" in text
+    assert process.returncode == ExitCode.USAGE and "fp16 on CPU" in text

@@ -1,2 +1,6 @@
 """The shared training core: one precision-aware PyTorch loop for `arbiter train` and every
-Tune trial. It never imports Ray; a sweep only plugs in a reporter and a checkpoint to resume."""
+Tune trial, with its data, losses, optimizers, checkpoints and cost estimates.
+
+Imports `models`, `config` and `errors` only: never Ray or the layers above (`tune`,
+`experiments`, `report`, `commands`); a sweep plugs in a reporter and a checkpoint to resume.
+"""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from arbiter.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from arbiter.core import checkpoint as ckpt
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
+from arbiter.core.estimate import training_flops_per_token
 from arbiter.core.grokfast import Grokfast
 from arbiter.core.grokking import GrokClock
 from arbiter.core.hardware import peak_flops
@@ -40,7 +41,6 @@ from arbiter.core.optim import (
 )
 from arbiter.core.precision import Precision, describe, resolve_device, resolve_precision
 from arbiter.errors import RunFailed, UserError
-from arbiter.estimate import training_flops_per_token
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from models import OneHotMLP, OneHotMLPConfig, Theos, TheosConfig
 
 

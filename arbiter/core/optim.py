@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from arbiter.config import TrainingConfig
+from arbiter.config.schema import TrainingConfig
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from arbiter.config import Config
+from arbiter.config.loading import describe_error, format_key
+from arbiter.config.schema import Config
 from arbiter.errors import ConfigError
-from arbiter.loading import describe_error, format_key
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ experiment (named after the template unless `--name` says otherwise) instead of 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -18,74 +17,85 @@ import signal
 import threading
 from pathlib import Path
 
-from arbiter.config import Config, SweepConfig
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.config.schema import Config, SweepConfig
 from arbiter.errors import UserError
-from arbiter.experiment import (
-    RECORD,
-    Record,
+from arbiter.experiments.record import RECORD, Record, has_tune_state, read_record, template_hash
+from arbiter.experiments.storage import (
     check_name,
     check_new_name,
     check_writable,
-    has_tune_state,
     new_experiment,
-    read_record,
     storage_root,
-    template_hash,
 )
 
 log = logging.getLogger(__name__)
 
 KIND = "long"
-EXIT_FINISHED = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
-EXIT_BUDGET_SPENT = 75  # EX_TEMPFAIL: not done yet, run the same command again
 
 
-def run_long(args: argparse.Namespace) -> int:
-    from arbiter.loading import load_config
-    from arbiter.templates import find_template
-    from arbiter.trials import plan_trials
+def long(
+    template: str,
+    *,
+    gpus: int | None = None,
+    cpus_per_trial: int = 1,
+    address: str | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    sets: list[str] | None = None,
+    hours: float | None = None,
+    dashboard_host: str = "127.0.0.1",
+) -> ExitCode:
+    """Start or continue the long run of `template` as the experiment STORAGE/NAME (default
+    NAME: TEMPLATE-long); `hours` bounds this session's wall-clock time."""
+    from arbiter.config.loading import load_config
+    from arbiter.config.templates import find_template
+    from arbiter.config.trials import plan_trials
 
-    template_path = find_template(args.template)
-    template = load_config(template_path, args.set)
-    config = long_config(template, str(template_path))
+    template_path = find_template(template)
+    config = long_config(load_config(template_path, sets or []), str(template_path))
     plan_trials(config, str(template_path))  # the run is valid before Ray starts
-    storage = storage_root(args.storage)
-    name = check_name(args.name or f"{template_path.stem}-long")
-    path = storage / name
+    root = storage_root(storage)
+    name = check_name(name or f"{template_path.stem}-long")
+    path = root / name
     record = Record(
         template=str(template_path.resolve()),
-        sets=list(args.set),
+        sets=list(sets or []),
         template_hash=template_hash(config),
         resolved=config.model_dump(mode="json"),
         gpus=0,
-        cpus_per_trial=args.cpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
         kind=KIND,
     )
     started = (path / RECORD).is_file()
     restore = started and _continues(path, record)
     if not started:
-        check_new_name(storage, name)
-        check_writable(storage, "--storage")
+        check_new_name(root, name)
+        check_writable(root, "--storage")
 
-    from arbiter.sweep import Placement, build_tuner, connect, fit, warn_if_storage_is_local
+    from arbiter.tune.cluster import connect, warn_if_storage_is_local
+    from arbiter.tune.tuner import Placement, build_tuner, fit
 
     # one run takes one GPU when there is one (or none with --gpus 0)
-    gpus = min(connect(args.address, args.gpus, args.dashboard_host), 1)
-    warn_if_storage_is_local(storage)
+    used = min(connect(address, gpus, dashboard_host), 1)
+    warn_if_storage_is_local(root)
     if not started:
-        record = dataclasses.replace(record, gpus=gpus)
-        new_experiment(storage, name, record)
+        record = dataclasses.replace(record, gpus=used)
+        new_experiment(root, name, record)
     (path / "attempts.json").unlink(missing_ok=True)  # a new session: no back-off owed
     verb = "continuing" if restore else "starting"
     print(f"{verb} {name}: {config.training.steps:,} steps; experiment in {path}")
-    print(f"watch: arbiter status {name} --storage {storage}  |  tensorboard --logdir {path}")
-    tuner = build_tuner(path, config, Placement(gpus, args.cpus_per_trial), restore, long=True)
-    budget = _Budget(args.hours)
+    print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
+    tuner = build_tuner(path, config, Placement(used, cpus_per_trial), restore, long=True)
+    budget = _Budget(hours)
     with budget:
         fit(tuner, path)
-    return _outcome(path, record, name, storage, budget.spent)
+
+    from arbiter.commands.outcome import outcome
+
+    again = f"arbiter long --template {template_path.name} --name {name}"
+    again += f" --storage {root}" if root != storage_root(None) else ""
+    return outcome(path, record, again, budget.spent)
 
 
 def long_config(template: Config, source: str) -> Config:
@@ -116,27 +126,6 @@ def _continues(path: Path, record: Record) -> bool:
             "(the template or --set changed); restore them, or choose another --name"
         )
     return has_tune_state(path)
-
-
-def _outcome(path: Path, record: Record, name: str, storage: Path, budget_spent: bool) -> int:
-    from arbiter.status import ERRORED, FINISHED, print_table, read_trials
-
-    sweep = record.config.sweep
-    assert sweep is not None
-    trials = read_trials(path, sweep.metric, sweep.mode)
-    print_table(path, record, trials, sweep.metric)
-    state = trials[0].status if trials else None
-    if state == FINISHED:
-        return EXIT_FINISHED
-    if state == ERRORED:
-        return EXIT_FAILED
-    again = f"`arbiter long --template {Path(record.template).name} --name {name}"
-    again += f" --storage {storage}`" if storage != storage_root(None) else "`"
-    if budget_spent:
-        print(f"time budget spent; continue with {again}")
-        return EXIT_BUDGET_SPENT
-    print(f"interrupted; continue with {again}")
-    return EXIT_INTERRUPTED
 
 
 class _Budget:

@@ -25,9 +25,9 @@ import ray
 import torch
 from ray import tune
 
+from arbiter.config.trials import trial_config
 from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
-from arbiter.trials import trial_config
 
 # A long run is retried without limit: after a failure soon after an earlier start, wait first.
 BACKOFF_WINDOW_S = 600.0

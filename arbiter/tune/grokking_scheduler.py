@@ -23,9 +23,9 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from arbiter.config import GrokkingOptions
+from arbiter.config.schema import GrokkingOptions
 from arbiter.core.grokking import GROK_METRIC
-from arbiter.stopper import HeldTarget
+from arbiter.tune.stopper import HeldTarget
 
 log = logging.getLogger(__name__)
 

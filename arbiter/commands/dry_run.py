@@ -10,12 +10,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
+from arbiter.config.space import Grid
+from arbiter.config.trials import Trial
+from arbiter.core.estimate import estimate
 from arbiter.core.hardware import visible_gpus
-from arbiter.estimate import estimate
-from arbiter.space import Grid
-from arbiter.trials import Trial
-from arbiter.ui import console, gib, si
+from arbiter.ui import console, gib, show, si
 
 
 def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int | None) -> None:
@@ -46,7 +46,7 @@ def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int |
         cost = estimate(trial.config)
         fits = "-" if limit is None else ("yes" if cost.memory_bytes <= limit else "NO")
         too_big += fits == "NO"
-        values = [_show(trial.overrides[k]) for k in keys]
+        values = [show(trial.overrides[k]) for k in keys]
         table.add_row(
             str(trial.index),
             *values,
@@ -74,10 +74,3 @@ def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int |
         )
     if gpus and len(devices) and gpus > len(devices):
         out.print(f"Note: --gpus {gpus} asks for more GPUs than the {len(devices)} visible here.")
-
-
-def _show(value: object) -> str:
-    """Grid values as written (0.1, 1.0); long sampled floats to four significant digits."""
-    if isinstance(value, float) and len(repr(value)) > 8:
-        return f"{value:.4g}"
-    return str(value)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import tune
 
-from arbiter.ui import tally
+from arbiter.ui import show, tally
 
 PROGRESS_EVERY_S = 15.0
 
@@ -47,7 +47,7 @@ class SweepProgress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         _say(f"finished  {trial.trial_id}  step {last.get('step', '?')}  "
-             f"{self.metric} {_fmt(last.get(self.metric))}")  # fmt: skip
+             f"{self.metric} {show(last.get(self.metric))}")  # fmt: skip
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _say(f"errored   {trial.trial_id}  {_values(trial.config)} (details: arbiter status)")
@@ -61,15 +61,11 @@ class SweepProgress(tune.Callback):
         return value > self.best[0] if self.mode == "max" else value < self.best[0]
 
     def _best_text(self) -> str:
-        return "" if self.best is None else f"  best {self.metric} {_fmt(self.best[0])}"
+        return "" if self.best is None else f"  best {self.metric} {show(self.best[0])}"
 
 
 def _values(config: dict[str, Any]) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in config.items())
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return " ".join(f"{k}={show(v)}" for k, v in config.items())
 
 
 def _say(line: str) -> None:
@@ -90,7 +86,7 @@ class LongProgress(SweepProgress):
             self.first = (now, step)
         rate = (step - self.first[1]) / (now - self.first[0]) if now > self.first[0] else 0.0
         eta = _duration((self.steps - step) / rate) if rate > 0 else "?"
-        metrics = "  ".join(f"{k} {_fmt(result[k])}" for k in LONG_METRICS if k in result)
+        metrics = "  ".join(f"{k} {show(result[k])}" for k in LONG_METRICS if k in result)
         speed = f"{result['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in result else ""
         return (f"step {step:,}/{self.steps:,} ({100 * step / self.steps:.1f}%)  {metrics}  "
                 f"{speed}  ETA {eta}")  # fmt: skip

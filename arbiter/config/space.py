@@ -1,9 +1,10 @@
 """A template's `[sweep.space]`: parsing its axes, and expanding them into trial points.
 
-Pure code with no Ray state: a list is a grid axis, a one-key table names a distribution. The
-expansion follows Ray Tune's basic variant generator (grid axes multiply, `num_samples` repeats
-the grid, distributions are drawn per trial), so a dry run and the validation of every trial
-before a sweep see the points Tune will run (random draws are a seeded preview of Tune's own).
+Pure code that never imports Ray (`tune.search_space` translates it): a list is a grid axis, a
+one-key table names a distribution. The expansion follows Ray Tune's basic variant generator
+(grid axes multiply, `num_samples` repeats the grid, distributions are drawn per trial), so a dry
+run and the validation of every trial before a sweep see the points Tune will run (random draws
+are a seeded preview of Tune's own).
 """
 
 from __future__ import annotations
@@ -175,31 +176,3 @@ def expand(
 
 def _draw(axis: Axis, rng: random.Random) -> Any:
     return rng.choice(axis.values) if isinstance(axis, Grid) else axis.sample(rng)
-
-
-def to_param_space(axes: dict[str, Axis], strategy: str) -> dict[str, Any]:
-    """The Ray Tune `param_space` of the axes: flat dotted keys, as the trials report them.
-
-    grid: lists become `tune.grid_search`; random and optuna: lists become `tune.choice` (Optuna
-    cannot search a grid). Distributions map to the Tune sampler of the same name.
-    """
-    from ray import tune  # imported here: the rest of this module is pure and Ray-free
-
-    samplers = {
-        "choice": lambda *values: tune.choice(list(values)),
-        "uniform": tune.uniform,
-        "quniform": tune.quniform,
-        "loguniform": tune.loguniform,
-        "qloguniform": tune.qloguniform,
-        "randint": tune.randint,
-        "lograndint": tune.lograndint,
-        "normal": tune.randn,
-    }
-    space: dict[str, Any] = {}
-    for key, axis in axes.items():
-        if isinstance(axis, Grid):
-            values = list(axis.values)
-            space[key] = tune.grid_search(values) if strategy == "grid" else tune.choice(values)
-        else:
-            space[key] = samplers[axis.kind](*axis.args)
-    return space

@@ -29,17 +29,16 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from arbiter.core.grokking import PHASES, THRESHOLD
-from arbiter.report import (
+from arbiter.experiments.trials import ERRORED, FINISHED
+from arbiter.report.data import (
     Report,
     TrialReport,
-    fmt,
     is_number,
     series,
     sort_values,
     value_key,
 )
-from arbiter.status import ERRORED, FINISHED
-from arbiter.ui import si
+from arbiter.ui import show, si
 
 DPI = 120
 FILES = {
@@ -203,8 +202,8 @@ def phase_diagram(report: Report) -> Figure:
               vmin=-0.5, vmax=len(PHASES) - 0.5, interpolation="nearest")  # fmt: skip
     for (iy, ix), text in texts.items():
         ax.text(ix, iy, text, ha="center", va="center", fontsize=10)
-    ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
-    ax.set_yticks(range(len(ys)), [fmt(v) for v in ys])
+    ax.set_xticks(range(len(xs)), [show(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [show(v) for v in ys])
     ax.set_xlabel(kx)
     ax.set_ylabel(ky)
     reached = f"{THRESHOLD:.0%} at N: validation accuracy >= {THRESHOLD} from step N"
@@ -232,7 +231,7 @@ def metric_vs_params(report: Report) -> Figure:
             if _log_worthy(values):
                 ax.set_xscale("log")
         else:
-            ax.set_xticks(range(len(ticks)), [fmt(v) for v in ticks])
+            ax.set_xticks(range(len(ticks)), [show(v) for v in ticks])
         ax.set_xlabel(key)
         ax.grid(True, alpha=0.25)
     for ax in axes[len(keys) :]:
@@ -327,7 +326,7 @@ def _labels(report: Report, trials: Sequence[TrialReport]) -> dict[str, str]:
     short = {k: k.rsplit(".", 1)[-1] for k in report.swept}
     if len(set(short.values())) < len(short):
         short = {k: k for k in report.swept}  # two keys end alike: keep them apart
-    labels = {t.id: ", ".join(f"{short[k]}={_brief(t.config.get(k))}" for k in report.swept)
+    labels = {t.id: ", ".join(f"{short[k]}={show(t.config.get(k), digits=3)}" for k in report.swept)
               for t in trials}  # fmt: skip
     seen = list(labels.values())
     for t in trials:
@@ -347,11 +346,6 @@ def _step_axis(ax: Axes, report: Report) -> None:
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: si(x)))
     ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _brief(value: Any) -> str:
-    """A value for a panel title: three digits are enough to tell trials apart there."""
-    return f"{value:.3g}" if isinstance(value, float) else fmt(value)
 
 
 def _plateau(ax: Axes, t: TrialReport) -> None:

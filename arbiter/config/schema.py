@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from arbiter.config.space import Axis, expand, parse_space
 from arbiter.errors import KeyProblem
-from arbiter.space import Axis, expand, parse_space
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 
 # fp32 master weights (4) + fp32 gradients (4) + AdamW's two fp32 moments (8), per parameter.
 STATE_BYTES_PER_PARAM = 16

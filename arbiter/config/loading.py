@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from arbiter.config import Config
+from arbiter.config.schema import Config
 from arbiter.errors import ConfigError, KeyProblem
 
 if sys.version_info >= (3, 11):

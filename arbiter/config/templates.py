@@ -1,4 +1,5 @@
-"""Where configurations live: template lookup by name, the packaged configs, the hardware tiers.
+"""Where configurations live: template lookup by name and the packaged configs (the legacy
+hardware tiers' files are found by `arbiter.legacy`).
 
 The configs sit at the repository's top level (`configs/`) and are installed inside the package
 as `arbiter/configs`, so they are found from any working directory after `pip install .`.
@@ -12,7 +13,6 @@ import arbiter
 from arbiter.errors import UserError
 
 TEMPLATES_SUBDIR = "sweep_templates"
-TIERS = ("high_vram", "low_vram")
 
 
 def packaged_configs() -> Path:
@@ -51,10 +51,3 @@ def list_templates() -> list[Path]:
         for path in sorted(folder.glob("*.toml")):
             found[path.name] = path  # a local template of the same name shadows the packaged one
     return [found[name] for name in sorted(found)]
-
-
-def tier_config(tier: str) -> Path:
-    """The legacy hardware tier's config file (`high_vram` or `low_vram`)."""
-    if tier not in TIERS:
-        raise UserError(f"--tier {tier}: unknown tier; allowed: {', '.join(TIERS)}, auto")
-    return packaged_configs() / f"{tier}.toml"

@@ -1,0 +1,51 @@
+"""`arbiter resume`: an interrupted sweep continues where it stopped (Tune's own restore), with
+its unfinished and failed trials picking up from their checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.errors import UserError
+from arbiter.experiments.record import check_not_moved, has_tune_state, read_record, template_hash
+from arbiter.experiments.storage import find_experiment
+
+log = logging.getLogger(__name__)
+
+
+def resume(experiment: str, storage: str | None = None, address: str | None = None) -> ExitCode:
+    from arbiter.config.loading import load_config
+
+    path = find_experiment(experiment, storage)
+    record = read_record(path)
+    if not has_tune_state(path):
+        raise UserError(
+            f"{path}: cannot be resumed: it stopped before Ray Tune saved its state; "
+            "remove the folder and start the sweep again"
+        )
+    check_not_moved(path, record)
+    files = [record.template, *([record.base_config] if record.base_config else [])]
+    gone = [f for f in files if not Path(f).is_file()]
+    if not gone:
+        current = template_hash(load_config(record.template, record.sets, record.base_config))
+        if current != record.template_hash:
+            what = " with its --base-config ".join(files)
+            raise UserError(
+                f"{what}: changed since the sweep started; Ray Tune cannot resume a "
+                "changed search space: restore the template or start a new sweep"
+            )
+    else:
+        log.warning("%s is gone; resuming with the copy saved in %s", " and ".join(gone), path)
+    from arbiter.tune.cluster import connect, warn_if_storage_is_local
+    from arbiter.tune.tuner import Placement, build_tuner, fit
+
+    connect(address, record.gpus, "127.0.0.1")
+    warn_if_storage_is_local(path.parent)
+    print(f"resuming {path.name}: unfinished and errored trials continue from their checkpoints")
+    placement = Placement(record.gpus, record.cpus_per_trial)
+    fit(build_tuner(path, record.config, placement, True, long=record.kind == "long"), path)
+
+    from arbiter.commands.outcome import outcome
+
+    return outcome(path, record, f"arbiter resume {path.name} --storage {path.parent}")

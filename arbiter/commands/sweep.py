@@ -1,0 +1,94 @@
+"""`arbiter sweep`: a template's trials on Ray Tune, in a new experiment.
+
+Order matters: everything the user can get wrong (template, trials, flags, name, GPUs) is checked
+before Ray starts and before the experiment folder is written.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from arbiter import legacy
+from arbiter.commands.exit_codes import ExitCode
+from arbiter.errors import UserError
+from arbiter.experiments.record import Record, template_hash
+from arbiter.experiments.storage import (
+    check_new_name,
+    check_writable,
+    default_name,
+    new_experiment,
+    storage_root,
+)
+
+
+def sweep(
+    template: str | None,
+    *,
+    gpus: int | None = None,
+    cpus_per_trial: int = 1,
+    address: str | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    sets: list[str] | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dry_run: bool = False,
+    base_config: str | None = None,
+    strategy: str | None = None,
+) -> ExitCode:
+    """Run `template` (a path or a packaged name) as the experiment STORAGE/NAME; `base_config`
+    and `strategy` are the legacy flags (`arbiter.legacy`)."""
+    from arbiter.commands.dry_run import print_dry_run
+    from arbiter.config.loading import load_config
+    from arbiter.config.trials import plan_trials
+
+    sets = list(sets or [])
+    template_path, base = legacy.resolve_sweep_files(template, base_config)
+    config = load_config(template_path, sets, base)
+    if config.sweep is None and template:
+        raise UserError(
+            f"{template_path}: has no [sweep] table; it is a run config (use `arbiter train`)"
+        )
+    if config.sweep is None:
+        raise UserError(legacy.nothing_to_sweep(template_path))
+    config = legacy.apply_strategy(config, strategy, sets)
+    assert config.sweep is not None
+    trials = plan_trials(config, str(template_path))
+    root = storage_root(storage)
+    notes = legacy.notes(base_config, strategy, template_path, base, config.sweep.strategy)
+    if dry_run:
+        _print_notes(notes)
+        print_dry_run(template_path, config, trials, gpus)
+        return ExitCode.DONE
+    name = name or default_name(template_path)
+    check_new_name(root, name)  # before Ray starts; new_experiment checks again after
+    check_writable(root, "--storage")
+
+    from arbiter.tune.cluster import connect, warn_if_storage_is_local
+    from arbiter.tune.tuner import Placement, build_tuner, fit, search_alg
+
+    search_alg(config.sweep)  # a missing optional package is an error before Ray starts
+    used = connect(address, gpus, dashboard_host)
+    warn_if_storage_is_local(root)
+    _print_notes(notes)  # after every check of the input: a mistake stays one line on stderr
+    record = Record(
+        template=str(template_path.resolve()),
+        sets=sets,
+        template_hash=template_hash(config),
+        resolved=config.model_dump(mode="json"),
+        gpus=used,
+        cpus_per_trial=cpus_per_trial,
+        base_config=str(base.resolve()) if base else None,
+    )
+    path = new_experiment(root, name, record)
+    where = f"{used} GPU(s), one per trial" if used else "CPUs, one trial per CPU slot"
+    print(f"sweep {name}: {len(trials)} trial(s) on {where}; experiment in {path}")
+    print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
+    fit(build_tuner(path, config, Placement(used, cpus_per_trial)), path)
+
+    from arbiter.commands.outcome import outcome
+
+    return outcome(path, record, f"arbiter resume {name} --storage {root}")
+
+
+def _print_notes(notes: list[str]) -> None:
+    print(*notes, sep="\n", end="\n" if notes else "", file=sys.stderr)

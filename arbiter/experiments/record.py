@@ -1,0 +1,97 @@
+"""An experiment's record: what template it ran, and whether Tune can restore it.
+
+`STORAGE/NAME/arbiter.json` records the resolved template, its hash and the sweep's flags, so
+`resume` runs exactly what was started and refuses a template that changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from arbiter.config.schema import Config
+from arbiter.errors import UserError
+from arbiter.config.loading import describe_error, format_key
+
+RECORD = "arbiter.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What `arbiter.json` holds."""
+
+    template: str
+    sets: list[str]
+    template_hash: str
+    resolved: dict[str, Any]
+    gpus: int
+    cpus_per_trial: int
+    # `arbiter sweep --base-config`: the file layered under the template, which `resume` needs
+    # to rebuild the same template. Records written before the flag existed have none.
+    base_config: str | None = None
+    # "sweep", or "long" for `arbiter long`'s one-trial experiments (which resume by rerunning)
+    kind: str = "sweep"
+    # Where the experiment was started (resolved); `resume` checks it has not moved since.
+    # Records written before it was kept have none.
+    path: str | None = None
+
+    @cached_property
+    def config(self) -> Config:
+        """The validated settings, validated once (`read_record` does it first, to refuse a
+        record this version cannot run)."""
+        return Config.model_validate(self.resolved)
+
+
+def template_hash(config: Config) -> str:
+    """A hash of the resolved template: equal when every setting is equal."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_record(path: Path) -> Record:
+    """The experiment's record, its settings checked: a record this version cannot run (written
+    by another version of Arbiter, or edited) is one line naming the key, not a traceback."""
+    try:
+        record = Record(**json.loads((path / RECORD).read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"{path / RECORD}: unreadable experiment record: {exc}") from None
+    try:
+        record.config  # noqa: B018 (validates, and keeps the result)
+    except ValidationError as exc:
+        key, problem = describe_error(exc)
+        raise UserError(
+            f"{path / RECORD}: {format_key(key)}: {problem}; the experiment was written by "
+            "another version of Arbiter, or edited: use the version that started it"
+        ) from None
+    return record
+
+
+def has_tune_state(path: Path) -> bool:
+    """Tune can restore only once it saved an experiment state, not merely tuner.pkl."""
+    return (path / "tuner.pkl").is_file() and any(path.glob("experiment_state-*.json"))
+
+
+def check_not_moved(path: Path, record: Record) -> None:
+    """Refuse to resume a sweep moved since it started while some of its trials are not yet
+    created: Ray Tune 2.60 restores the trials it saved at the new place, but creates the
+    others at the old one (its search algorithm's saved state keeps the old path)."""
+    if record.path is None or Path(record.path).resolve() == path.resolve():
+        return  # not moved, or the old path leads here
+    newest = max(path.glob("experiment_state-*.json"))  # named by the time it was written
+    created = len(json.loads(newest.read_text())["trial_data"])
+    sweep = record.config.sweep
+    assert sweep is not None
+    if created < len(sweep.points()):
+        raise UserError(
+            f"{path}: was started at {record.path}, where Ray Tune would create the trials it "
+            f"has not begun yet; move it back, or link that path here (ln -s {path} "
+            f"{record.path})"
+        )

@@ -1,0 +1,61 @@
+"""An experiment's trials as Arbiter shows them: a trial's state, swept values, last and best
+results (`TrialStatus`), read from each trial's `result.json` and `error.txt`.
+
+`tune.state` fills these from Tune's saved experiment state. Trials that a Ctrl-C or a killed
+driver left behind read RUNNING or PENDING there: that is what they are, unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+FINISHED = "TERMINATED"
+ERRORED = "ERROR"
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+
+
+@dataclass(frozen=True)
+class TrialStatus:
+    id: str
+    status: str
+    path: str
+    config: dict[str, Any]
+    last: dict[str, Any]
+    best: float | None
+    error: str | None
+
+
+def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
+    """Every result row Tune wrote for the trial in `trial_dir`, oldest first."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a line being written as we read
+    return rows
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row without Tune's bookkeeping (config, host names, paths)."""
+    hidden = {"config", "hostname", "pid", "node_ip", "date", "trial_id", "experiment_tag",
+              "checkpoint_dir_name", "done", "should_checkpoint"}  # fmt: skip
+    return {k: v for k, v in row.items() if k not in hidden}
+
+
+def error_line(trial_dir: Path) -> str | None:
+    """The last line of the trial's traceback: the exception and its message."""
+    path = trial_dir / "error.txt"
+    if not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return lines[-1] if lines else None
