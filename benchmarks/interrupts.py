@@ -12,6 +12,8 @@ from typing import Any
 
 from arbiter.commands.exit_codes import ExitCode
 
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+
 # What stops the command: Ctrl-C, a closed terminal, a `kill`. Each is passed on as a SIGINT.
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -35,5 +37,5 @@ def run_through_interrupts(command: list[str], **popen: Any) -> int:
         if child.poll() is None:  # only if waiting itself failed: leave nothing running
             child.kill()
     if code == -signal.SIGINT:  # a SIGINT before Ray Tune took it over, or a second one
-        return ExitCode.INTERRUPTED
+        return EXIT_INTERRUPTED
     return 128 - code if code < 0 else code  # killed by another signal: the shell's 128 + N
