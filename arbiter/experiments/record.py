@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from arbiter.config.loading import describe_error, format_key
 from arbiter.config.schema import Config
 from arbiter.errors import UserError
-from arbiter.config.loading import describe_error, format_key
 
 RECORD = "arbiter.json"
 

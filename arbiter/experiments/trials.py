@@ -8,11 +8,9 @@ driver left behind read RUNNING or PENDING there: that is what they are, unfinis
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 
 FINISHED = "TERMINATED"
 ERRORED = "ERROR"
