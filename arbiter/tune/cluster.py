@@ -22,8 +22,8 @@ CONNECT_TIMEOUT_S = 5.0
 def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
     """Start an embedded local Ray (address None) or join a cluster; return the GPUs to use.
 
-    Call it before anything imports `ray` (the rest of `arbiter.tune` does): joining a cluster
-    with token authentication must be chosen before the import.
+    Call it before anything imports `ray` (`tune.state` and `tune.trainable` do when loaded):
+    joining a cluster with token authentication must be chosen before the import.
     """
     if address is None:
         from arbiter.core.hardware import visible_gpus
