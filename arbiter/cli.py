@@ -43,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="arbiter", description="Transformer sweeps on Ray Tune.")
     parser.add_argument("--version", action="version", version=f"arbiter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_sweep(commands)
+    _add_long(commands)
+    _add_experiment_commands(commands)
+    _add_train(commands)
+    _add_tools(commands)
+    return parser
 
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a sweep template on Ray Tune")
     # Not argparse-required: the legacy --base-config alone may give the template instead.
     sweep.add_argument("--template", help="template path or name (see `arbiter templates`)")
@@ -57,29 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=get_args(SweepConfig.model_fields["strategy"].annotation),  # the schema's list
         help="legacy: overrides [sweep] strategy (same as --set sweep.strategy=S)",
     )
-    sweep.add_argument("--gpus", type=_count, help="GPUs to use, one trial each (0: CPU trials)")
-    sweep.add_argument(
-        "--cpus-per-trial", type=_positive, default=1, help="CPUs each trial reserves"
-    )
-    sweep.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT")
+    _placement_flags(sweep, "GPUs to use, one trial each (0: CPU trials)", "each trial reserves")
     _storage_flag(sweep)
     sweep.add_argument("--name", help="experiment name (default: template name and a timestamp)")
     _set_flag(sweep)
-    sweep.add_argument(
-        "--dashboard-host", default="127.0.0.1", help="where the Ray dashboard listens"
-    )
     sweep.add_argument(
         "--dry-run", action="store_true", help="list the trials and their cost; start nothing"
     )
     sweep.set_defaults(run=_sweep)
 
+
+def _add_long(commands: argparse._SubParsersAction) -> None:
     long = commands.add_parser(
         "long", help="one long run as a Ray Tune trial, retried and resumed until it is done"
     )
     long.add_argument("--template", required=True, help="template path or name")
-    long.add_argument("--gpus", type=_count, help="0: run on the CPU (default: one GPU if any)")
-    long.add_argument("--cpus-per-trial", type=_positive, default=1, help="CPUs the run reserves")
-    long.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT")
+    _placement_flags(long, "0: run on the CPU (default: one GPU if any)", "the run reserves")
     _storage_flag(long)
     long.add_argument(
         "--name", help="experiment name (default: TEMPLATE-long; the same name resumes it)"
@@ -88,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     long.add_argument(
         "--hours", type=_positive_float, help="stop resumably after this wall-clock time"
     )
-    long.add_argument(
-        "--dashboard-host", default="127.0.0.1", help="where the Ray dashboard listens"
-    )
     long.set_defaults(run=_long)
 
+
+def _add_experiment_commands(commands: argparse._SubParsersAction) -> None:
+    """resume, status and report: the commands that take an experiment by name or folder."""
     for verb, text in (
         ("resume", "resume an interrupted sweep"),
         ("status", "show a sweep's trials"),
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         command.set_defaults(run={"resume": _resume, "status": _status, "report": _report}[verb])
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train one run without Ray (the legacy flow)")
     source = train.add_mutually_exclusive_group()
     source.add_argument("--config", type=Path, help="a run config file")
@@ -126,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_train)
 
+
+def _add_tools(commands: argparse._SubParsersAction) -> None:
+    """prepare-text, validate and templates: the commands that start no training."""
     prepare = commands.add_parser("prepare-text", help="make uint16 token files from a text file")
     prepare.add_argument("file", type=Path, metavar="FILE")
     prepare.add_argument("--out", type=Path, required=True, help="folder for train.bin and val.bin")
@@ -141,7 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     templates = commands.add_parser("templates", help="list the sweep templates")
     templates.set_defaults(run=_templates)
-    return parser
+
+
+def _placement_flags(command: argparse.ArgumentParser, gpus_help: str, cpus_help: str) -> None:
+    """Where the trials run: GPUs and CPUs per trial, the Ray cluster, its dashboard."""
+    command.add_argument("--gpus", type=_count, help=gpus_help)
+    command.add_argument("--cpus-per-trial", type=_positive, default=1, help=f"CPUs {cpus_help}")
+    command.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT")
+    command.add_argument(
+        "--dashboard-host", default="127.0.0.1", help="where the Ray dashboard listens"
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:

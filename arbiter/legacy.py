@@ -1,4 +1,4 @@
-"""Every legacy form of the seed project's command line, in one place so that it can be removed
+"""Every legacy form of the original command line, in one place so that it can be removed
 in one commit: `sweep --base-config` and `--strategy`, and `train`'s hardware tiers with their
 interactive menu. Each use prints a note naming what replaces it (docs/migration.md).
 """

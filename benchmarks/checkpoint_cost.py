@@ -81,13 +81,21 @@ def write_seconds(config: Config, folder: Path, rounds: int) -> tuple[int, float
 def cpu_step_seconds(config: Config, folder: Path, steps: int) -> float:
     """Median seconds per step of the training core on this CPU, timed between the reports of
     consecutive steps (the first and last steps, which also evaluate, are left out)."""
-    settings = {"training.steps": steps + 2, "training.eval_interval": steps + 2,
-                "training.warmup_steps": 0, "logging.log_interval": 1,
-                "checkpoint.enable": False, "logging.enable_tensorboard": False,
-                "training.device": "cpu"}  # fmt: skip
+    settings = {
+        "training.steps": steps + 2,
+        "training.eval_interval": steps + 2,
+        "training.warmup_steps": 0,
+        "logging.log_interval": 1,
+        "checkpoint.enable": False,
+        "logging.enable_tensorboard": False,
+        "training.device": "cpu",
+    }
     reported: list[float] = []
-    train(trial_config(config.run_settings(), settings), folder,
-          reporter=lambda metrics, saved: reported.append(time.perf_counter()))  # fmt: skip
+    train(
+        trial_config(config.run_settings(), settings),
+        folder,
+        reporter=lambda metrics, saved: reported.append(time.perf_counter()),
+    )
     return statistics.median(b - a for a, b in zip(reported[:-2], reported[1:-1], strict=False))
 
 
@@ -136,8 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(CPU), or an H100 at {ASSUMED_MFU:.0%} MFU (estimated from the FLOPs per token). "
         "Overhead: write / (interval x step); break-even: the step time at which it is 1%."
     )
-    publish(started, "checkpoint cost against the steps between two", f"{table}\n\n{notes}",
-            write=not (args.no_write or args.smoke_test))  # fmt: skip
+    publish(
+        started,
+        "checkpoint cost against the steps between two",
+        f"{table}\n\n{notes}",
+        write=not (args.no_write or args.smoke_test),
+    )
     return 0
 
 

@@ -15,19 +15,18 @@ per-step cost of the loop itself. "quickstart logging" keeps `quickstart.toml`'s
 (log and evaluate every 100 steps, checkpoint every 1000 keeping 3, TensorBoard on), so readers
 see what evaluation, metric rows and checkpoints add in a real run.
 
-Method. The clock is the data source: both loops get the task wrapped in `StepClock`, which
-notes `time.perf_counter()` each time a batch is asked for, i.e. at the start of every step. (The
-core builds its task through `make_task`, which is swapped for the wrapper while `train` runs;
-the benchmark fails if the wrapper is not called once per step.) The time between the batch
-requests of steps k and k + 1 is the whole of step k: the data, forward, backward, clipping, the
-optimizer step and everything the loop does after it, evaluation and logging included when step k
-does them. A run of W + N + 1 steps is timed over its steps W+1 .. W+N (1-based): the set-up
+Method. The clock is the data source: both loops get the task wrapped in `StepClock`, which notes
+`time.perf_counter()` each time a batch is asked for, i.e. at the start of every step (the core gets
+it as `train`'s `task`; the benchmark fails unless it is asked once per step). The time between the
+batch requests of steps k and k + 1 is the whole of step k: the data, forward, backward, clipping,
+the optimizer step and everything the loop does after it, evaluation and logging included when step
+k does them. A run of W + N + 1 steps is timed over its steps W+1 .. W+N (1-based): the set-up
 before the first batch, the first W steps (allocator and oneDNN warm-up) and the last step (which
 `train` always evaluates, logs and checkpoints) are left out, in both loops alike. s/step is the
 mean over those N steps, periodic evaluations and metric rows included at their real rate
 (checkpoints come every 1000 steps, so N < 1000 may hold none; the notes under the table say how
-many fell inside). The "typical step" is the median over the same steps: it leaves out periodic
-work and most of the slowdowns that other processes on the machine cause.
+many fell inside). The "typical step" is the median over the same steps: it leaves out periodic work
+and most of the slowdowns that other processes on the machine cause.
 
 Every round runs each (model, loop) once, in a shuffled order; the table gives the median over
 rounds of each statistic, the range of s/step, and overhead = median(core) / median(plain) - 1.
@@ -51,7 +50,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +59,9 @@ from step_hook import StepHook
 from arbiter.config.loading import load_config
 from arbiter.config.schema import Config
 from arbiter.config.templates import find_template
-from arbiter.core import loop as core_loop
 from arbiter.core.checkpoint import load_checkpoint
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
+from arbiter.core.loop import train
 from arbiter.core.model import build_model
 from arbiter.core.optim import param_groups
 
@@ -164,13 +162,12 @@ def run(config: Config, loop: str, out: Path) -> StepClock:
     if loop == PLAIN:
         plain_loop(config, clock)
     else:
-        with mock.patch.object(core_loop, "make_task", lambda _config: clock):
-            core_loop.train(config, out)
+        train(config, out, task=clock)
     t = config.training
     if len(clock.stamps) != t.steps * t.gradient_accumulation:
         raise RuntimeError(
             f"{loop}: {len(clock.stamps)} batch requests in {t.steps} steps; the step clock "
-            "did not see every step (did the core stop building its task through make_task?)"
+            "did not see every step"
         )
     return clock
 
@@ -314,8 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "0); same model, batches and AdamW in both loops, checked to end with identical weights. "
         "vs plain = median(core) / median(plain) - 1."
     )
-    publish(started, "training core overhead over plain PyTorch", f"{table}\n\n{notes}",
-            write=not (args.no_write or args.smoke_test))  # fmt: skip
+    publish(
+        started,
+        "training core overhead over plain PyTorch",
+        f"{table}\n\n{notes}",
+        write=not (args.no_write or args.smoke_test),
+    )
     return 0
 
 

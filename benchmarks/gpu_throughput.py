@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 from random_tokens import write_random_tokens
@@ -50,9 +49,9 @@ from step_hook import StepHook
 
 from arbiter.config.loading import load_config
 from arbiter.config.schema import Config
-from arbiter.core import loop as core_loop
 from arbiter.core.data import make_task
 from arbiter.core.estimate import training_memory_bytes
+from arbiter.core.loop import train
 from models import flash_attn_available
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +99,18 @@ SMOKE_CASES = (
         "smoke",
         "smoke: 2 x 64 on the CPU",
         DEEP,
-        ("model.n_layers=2", "model.dim=64", "model.n_heads=2", "model.vocab_size=512",
-         "training.seq_len=64", "training.batch_size=2", "training.device=cpu",
-         "training.precision=fp32"),
+        (
+            "model.n_layers=2",
+            "model.dim=64",
+            "model.n_heads=2",
+            "model.vocab_size=512",
+            "training.seq_len=64",
+            "training.batch_size=2",
+            "training.device=cpu",
+            "training.precision=fp32",
+        ),
     ),
-)  # fmt: skip
+)
 # (case, variant) in order of interest: a time budget that runs out drops the last ones.
 PLAN = (
     ("deep24", Variant("sdpa", False)),
@@ -165,9 +171,7 @@ def measure(row: Row, data: Path, steps: int) -> None:
     _free_memory()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="arbiter-gpu-bench-") as out:
-        core_loop.train(
-            config, Path(out), lambda metrics, _: reports.update({metrics["step"]: metrics})
-        )
+        train(config, Path(out), lambda metrics, _: reports.update({metrics["step"]: metrics}))
     row.seconds = time.perf_counter() - start
     row.result = reports[2 * steps]
     if row.result["attention"] != row.variant.kernel:
@@ -212,11 +216,8 @@ def probe(case: Case, data: Path, profile: Path | None) -> str:
         if cuda:
             torch.cuda.set_sync_debug_mode("warn")
         try:
-            with (
-                mock.patch.object(core_loop, "make_task", lambda _config: task),
-                tempfile.TemporaryDirectory(prefix="arbiter-gpu-probe-") as out,
-            ):
-                core_loop.train(config, Path(out))
+            with tempfile.TemporaryDirectory(prefix="arbiter-gpu-probe-") as out:
+                train(config, Path(out), task=task)
         finally:
             if cuda:
                 torch.cuda.set_sync_debug_mode("default")
@@ -249,8 +250,13 @@ def format_table(rows: Sequence[Row], steps: int) -> str:
             peak = r["memory/peak_bytes"] / GIB
             estimate = training_memory_bytes(row.config) / GIB
             mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
-            cells = [f"{r['tokens_per_s']:,.0f}", mfu, f"{peak:.1f} GiB", f"{estimate:.1f} GiB",
-                     f"{row.seconds:.0f} s"]  # fmt: skip
+            cells = [
+                f"{r['tokens_per_s']:,.0f}",
+                mfu,
+                f"{peak:.1f} GiB",
+                f"{estimate:.1f} GiB",
+                f"{row.seconds:.0f} s",
+            ]
         lines.append(
             f"| {row.case.name} | {v.kernel} | {'yes' if v.compile else 'no'} | {ckpt} | "
             + " | ".join(cells)
@@ -330,8 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "building the model and compiling included (compile: torch.compile of the whole model). "
         + notes
     )
-    publish(started, "GPU throughput and MFU of the training core", f"{table}\n\n{notes}",
-            write=not (args.no_write or args.smoke_test))  # fmt: skip
+    publish(
+        started,
+        "GPU throughput and MFU of the training core",
+        f"{table}\n\n{notes}",
+        write=not (args.no_write or args.smoke_test),
+    )
     return 0
 
 

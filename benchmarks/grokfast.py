@@ -65,8 +65,13 @@ def one_run(job: tuple[float, int, bool, argparse.Namespace]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as out, contextlib.suppress(Grokked):
         train(config, Path(out), reporter=stop_once_grokked)
-    return {"wd": weight_decay, "seed": seed, "grokfast": grokfast,
-            "fit": last.get("steps_to_fit"), "grok": last.get("steps_to_grok")}  # fmt: skip
+    return {
+        "wd": weight_decay,
+        "seed": seed,
+        "grokfast": grokfast,
+        "fit": last.get("steps_to_fit"),
+        "grok": last.get("steps_to_grok"),
+    }
 
 
 def table(results: list[dict[str, Any]], budget: int) -> tuple[str, list[float]]:
@@ -111,8 +116,12 @@ def main() -> None:
         args.weight_decay, args.seeds, args.steps = [1.0], [0], 100
 
     started = Started()
-    jobs = [(wd, seed, grokfast, args) for wd in args.weight_decay for seed in args.seeds
-            for grokfast in (False, True)]  # fmt: skip
+    jobs = [
+        (wd, seed, grokfast, args)
+        for wd in args.weight_decay
+        for seed in args.seeds
+        for grokfast in (False, True)
+    ]
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         results = pool.map(one_run, jobs)
     text, speedups = table(results, args.steps)

@@ -42,8 +42,11 @@ from arbiter.tune.state import read_trials
 SCHEDULERS = ("fifo", "asha", "grokking")
 DEFAULTS = GrokkingOptions()  # patience, min_norm_drop, min_val_gain: the template's defaults
 GOAL_FRACTION = 0.40  # of FIFO's steps, with every FIFO grokker found
-AXES = {"training.weight_decay": "weight decay", "data.train_fraction": "train fraction",
-        "training.seed": "seed"}  # fmt: skip
+AXES = {
+    "training.weight_decay": "weight decay",
+    "data.train_fraction": "train fraction",
+    "training.seed": "seed",
+}
 
 # The quickstart's task and optimizer (a + b mod p, AdamW at a constant 1e-3), no stop rule:
 # under FIFO every trial runs its whole budget.
@@ -95,9 +98,24 @@ class Trial:
 
 def run_sweep(template: Path, scheduler: str, storage: Path) -> tuple[dict[tuple, Trial], float]:
     """One sweep through `arbiter sweep`: each configuration's outcome, and the wall time."""
-    command = [sys.executable, "-m", "arbiter", "sweep", "--template", str(template),
-               "--gpus", "0", "--cpus-per-trial", "1", "--storage", str(storage),
-               "--name", scheduler, "--set", f"sweep.scheduler={scheduler}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "arbiter",
+        "sweep",
+        "--template",
+        str(template),
+        "--gpus",
+        "0",
+        "--cpus-per-trial",
+        "1",
+        "--storage",
+        str(storage),
+        "--name",
+        scheduler,
+        "--set",
+        f"sweep.scheduler={scheduler}",
+    ]
     print(f"== {scheduler}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     # the sweep's own progress goes to stderr: stdout is left to the tables
@@ -134,12 +152,16 @@ def tables(results: dict[str, tuple[dict[tuple, Trial], float]]) -> tuple[str, l
         found = {key for key in grokkers if trials[key].grok_step is not None}
         steps = sum(t.last_step for t in trials.values())
         share = steps / fifo_steps
-        summary.append(f"| {name} | {len(trials)} | {len(found)} of {len(grokkers)} | {steps} | "
-                       f"{share:.0%} | {wall:.0f} |")  # fmt: skip
+        summary.append(
+            f"| {name} | {len(trials)} | {len(found)} of {len(grokkers)} | {steps} | "
+            f"{share:.0%} | {wall:.0f} |"
+        )
         if name != "fifo":
             met = bool(grokkers) and found == grokkers and share <= GOAL_FRACTION
-            goals.append(f"{name}: {'met' if met else 'not met'} ({len(found)} of "
-                         f"{len(grokkers)} grokkers, {share:.0%} of FIFO's steps)")  # fmt: skip
+            goals.append(
+                f"{name}: {'met' if met else 'not met'} ({len(found)} of "
+                f"{len(grokkers)} grokkers, {share:.0%} of FIFO's steps)"
+            )
     detail = [
         "| " + " | ".join(AXES.values()) + " | " + " | ".join(results) + " |",
         "|" + "---|" * len(AXES) + "---:|" * len(results),
@@ -168,14 +190,21 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--eval-interval", type=int, default=100, help="also the log interval")
-    parser.add_argument("--fit-budget", type=int, default=1000, help="grokking: steps before "
-                        "a trial can be stopped for lack of progress")  # fmt: skip
+    parser.add_argument(
+        "--fit-budget",
+        type=int,
+        default=1000,
+        help="grokking: steps before a trial can be stopped for lack of progress",
+    )
     parser.add_argument("--window", type=int, default=500, help="grokking: progress window")
     parser.add_argument("--grace", type=int, default=1000, help="ASHA's grace period")
     parser.add_argument("--reduction-factor", type=float, default=4.0, help="ASHA's")
     parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
-    parser.add_argument("--smoke-test", action="store_true",
-                        help="a 2 x 2 grid of tiny 300-step trials; write nothing")  # fmt: skip
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="a 2 x 2 grid of tiny 300-step trials; write nothing",
+    )
     args = parser.parse_args()
     if args.smoke_test:
         args.steps, args.weight_decays, args.train_fractions = 300, "0.1,1.0", "0.3,0.8"
@@ -185,12 +214,22 @@ def main() -> None:
     weight_decays = [float(v) for v in args.weight_decays.split(",")]
     train_fractions = [float(v) for v in args.train_fractions.split(",")]
     settings = dict(
-        dim=args.dim, layers=args.layers, heads=args.heads, mlp_dim=4 * args.dim,
-        steps=args.steps, eval_interval=args.eval_interval, modulus=args.modulus,
-        grace=args.grace, reduction_factor=args.reduction_factor, threshold=THRESHOLD,
-        fit_budget=args.fit_budget, window=args.window, weight_decays=weight_decays,
-        train_fractions=train_fractions, seeds=list(range(args.seeds)),
-    )  # fmt: skip
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        mlp_dim=4 * args.dim,
+        steps=args.steps,
+        eval_interval=args.eval_interval,
+        modulus=args.modulus,
+        grace=args.grace,
+        reduction_factor=args.reduction_factor,
+        threshold=THRESHOLD,
+        fit_budget=args.fit_budget,
+        window=args.window,
+        weight_decays=weight_decays,
+        train_fractions=train_fractions,
+        seeds=list(range(args.seeds)),
+    )
     started = Started()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -198,8 +237,10 @@ def main() -> None:
         template.write_text(TEMPLATE.format(**settings))
         results = {name: run_sweep(template, name, work) for name in SCHEDULERS}
     text, goals = tables(results)
-    goal_text = (f"Goal: every configuration that groks under FIFO found for at most "
-                 f"{GOAL_FRACTION:.0%} of FIFO's steps. " + "; ".join(goals) + ".")  # fmt: skip
+    goal_text = (
+        f"Goal: every configuration that groks under FIFO found for at most "
+        f"{GOAL_FRACTION:.0%} of FIFO's steps. " + "; ".join(goals) + "."
+    )
     trials = len(weight_decays) * len(train_fractions) * args.seeds
     publish(
         started,

@@ -437,8 +437,10 @@ def goals(rows: Sequence[Row]) -> list[str]:
         f"ranges over {min(ratios):.2f} – {max(ratios):.2f} (activations of the blocks and "
         f"training memory, every row): {met}."
     )
-    gaps = [row.result["blocks"] - activation_bytes(row.config) - cpu_only_bytes(row.config)
-            for row in rows]  # fmt: skip
+    gaps = [
+        row.result["blocks"] - activation_bytes(row.config) - cpu_only_bytes(row.config)
+        for row in rows
+    ]
     lines.append(
         "- The blocks' measurement less the estimate is what only the CPU keeps (each RMSNorm's "
         "fp32 normalized input and the attention output with merged heads: "
@@ -486,11 +488,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.layers, args.dim, args.heads = [4], [64], 2
         args.seq_len, args.batch_size, args.vocab_size, args.steps = 32, 2, 512, 2
     shapes = [
-        Shape(layers, dim, args.heads or max(dim // 64, 1), args.seq_len, args.batch_size,
-              args.vocab_size)
+        Shape(
+            layers,
+            dim,
+            args.heads or max(dim // 64, 1),
+            args.seq_len,
+            args.batch_size,
+            args.vocab_size,
+        )
         for layers in args.layers
         for dim in args.dim
-    ]  # fmt: skip
+    ]
     started = Started()
     rows = []
     with tempfile.TemporaryDirectory(prefix="arbiter-bench-") as tmp:

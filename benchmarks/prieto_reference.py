@@ -112,8 +112,11 @@ def train(setup: Setup, steps: int) -> dict[int, float]:
                 predicted = model(setup.val[0])[:, 0].argmax(-1)
             accuracy[step] = (predicted == setup.val[1]).double().mean().item()
             elapsed = time.perf_counter() - start
-            print(f"step {step}: validation accuracy {accuracy[step]:.4f} ({elapsed:.0f} s)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"step {step}: validation accuracy {accuracy[step]:.4f} ({elapsed:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     return accuracy
 
 

@@ -220,13 +220,14 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
     median StableMax seed passes 90% within the run without any regularization."""
     steps = sorted(PRIETO_MLP_PUBLISHED)
     lines = [
-        "| loss | seed | " + " | ".join(f"{s:,}" for s in steps)
+        "| loss | seed | "
+        + " | ".join(f"{s:,}" for s in steps)
         + f" | {PRIETO_MLP_GOAL:.0%} at step | last step | zero-loss fraction |",
         "|---|---:|" + "---:|" * (len(steps) + 3),
         "| StableMax, published | 42 | "
         + " | ".join(f"~{PRIETO_MLP_PUBLISHED[s]:.2f}" for s in steps)
         + " | ~48,000 | 80,000 | - |",
-    ]  # fmt: skip
+    ]
     reached: dict[str, list[int | None]] = {}
     stopped = False
     for trial in sorted(report.trials, key=lambda t: (t.config["training.loss"], by_seed(t))):
@@ -243,10 +244,11 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
             else:
                 cells.append("-" if accuracy is None else f"{accuracy:.2f}")
         lines.append(
-            f"| {loss} | {trial.config.get('training.seed', '-')} | " + " | ".join(cells)
+            f"| {loss} | {trial.config.get('training.seed', '-')} | "
+            + " | ".join(cells)
             + f" | {shown(step)} | {shown(last.get('step'))} | "
             f"{last.get('train/zero_loss_fraction', 0):.3f} |"
-        )  # fmt: skip
+        )
     medians = {loss: median_step(each) for loss, each in reached.items()}
     met = medians.get("stablemax") is not None
     lines += [""]
@@ -254,10 +256,11 @@ def prieto_mlp_table(report: Report) -> tuple[str, bool]:
         lines += ["(stopped): the stop rule ended the trial sooner; its last accuracy.", ""]
     lines += [
         f"Median over seeds of the step to {PRIETO_MLP_GOAL:.0%}: "
-        + ", ".join(f"{loss} {shown(step)}" for loss, step in sorted(medians.items())) + ".",
+        + ", ".join(f"{loss} {shown(step)}" for loss, step in sorted(medians.items()))
+        + ".",
         f"Goal: the median StableMax seed passes {PRIETO_MLP_GOAL:.0%} validation accuracy with "
         f"no weight decay (their seed 42 by ~48,000 steps): {verdict(met)}.",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines) + "\n", met
 
 

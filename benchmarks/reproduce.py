@@ -124,9 +124,12 @@ def main() -> int:
     parser.add_argument("--storage", type=Path, help="results folder (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
-    parser.add_argument("--experiment", type=Path,
-                        help="tabulate this finished, resumed or interrupted experiment of the "
-                             "reproduction instead of running a new sweep")  # fmt: skip
+    parser.add_argument(
+        "--experiment",
+        type=Path,
+        help="tabulate this finished, resumed or interrupted experiment of the "
+        "reproduction instead of running a new sweep",
+    )
     args = parser.parse_args()
     repro = REPRODUCTIONS_BY_NAME[args.reproduction]
     write = not (args.no_write or args.set)
@@ -145,8 +148,19 @@ def main() -> int:
             sets = [flag for value in args.set for flag in ("--set", value)]
             cluster = ["--address", args.address] if args.address else []
             try:
-                arbiter("sweep", "--template", template, "--gpus", str(args.gpus), *cluster,
-                        "--storage", str(experiment.parent), "--name", name, *sets)  # fmt: skip
+                arbiter(
+                    "sweep",
+                    "--template",
+                    template,
+                    "--gpus",
+                    str(args.gpus),
+                    *cluster,
+                    "--storage",
+                    str(experiment.parent),
+                    "--name",
+                    name,
+                    *sets,
+                )
             except Failed as exc:
                 if exc.exit_code != EXIT_INTERRUPTED:
                     raise
@@ -162,8 +176,11 @@ def main() -> int:
         print(table)
         if write and record.sets:  # --experiment of a run changed with --set
             write = False
-            print(f"reproduce: {experiment.name} ran with --set {' --set '.join(record.sets)}: "
-                  "not written down", file=sys.stderr)  # fmt: skip
+            print(
+                f"reproduce: {experiment.name} ran with --set {' --set '.join(record.sets)}: "
+                "not written down",
+                file=sys.stderr,
+            )
         if write:
             figure = DOCS / "reproductions" / f"{args.reproduction}.png"
             figure.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +199,9 @@ def interrupted_hint(
         return "reproduce: interrupted; its temporary results are removed (--storage keeps them)"
     if not has_tune_state(experiment):  # stopped before Tune saved anything: nothing to resume
         return f"reproduce: interrupted before the sweep began; {experiment} can be removed"
-    resume = " ".join(["arbiter resume", experiment.name, "--storage", str(experiment.parent),
-                       *cluster])  # fmt: skip
+    resume = " ".join(
+        ["arbiter resume", experiment.name, "--storage", str(experiment.parent), *cluster]
+    )
     return (
         f"reproduce: interrupted; after `{resume}`, `python benchmarks/reproduce.py "
         f"{reproduction} --experiment {experiment}` compares it"

@@ -235,8 +235,19 @@ def one_round(work: Path, interval: int) -> tuple[Timing, Timing]:
     storage = work / "storage"
     experiment = storage / NAME
 
-    sweep = Command(["sweep", "--template", str(template), "--gpus", "0",
-                     "--storage", str(storage), "--name", NAME])  # fmt: skip
+    sweep = Command(
+        [
+            "sweep",
+            "--template",
+            str(template),
+            "--gpus",
+            "0",
+            "--storage",
+            str(storage),
+            "--name",
+            NAME,
+        ]
+    )
     try:
         row = sweep.wait_for("a first result row", lambda: first_row(experiment, sweep.started))
         sweep.wait_for("a checkpoint", lambda: has_checkpoint(experiment))
@@ -244,8 +255,10 @@ def one_round(work: Path, interval: int) -> tuple[Timing, Timing]:
     finally:
         sweep.kill()
     if code != EXIT_INTERRUPTED:
-        print(f"warning: the interrupted sweep exited with {code}, not {EXIT_INTERRUPTED}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: the interrupted sweep exited with {code}, not {EXIT_INTERRUPTED}",
+            file=sys.stderr,
+        )
     first = marks(sweep, f"sweep {NAME}:", row)
 
     resume = Command(["resume", NAME, "--storage", str(storage)])
@@ -266,10 +279,11 @@ def fmt(values: Sequence[float | None]) -> str:
 
 def format_table(rounds: list[tuple[Timing, Timing]]) -> str:
     lines = [
-        "| command | " + " | ".join(f"→ {phase} (s)" for phase in PHASES)
+        "| command | "
+        + " | ".join(f"→ {phase} (s)" for phase in PHASES)
         + " | total: start → first step (s) | range (s) | first step |",
         "|---|" + "---:|" * (len(PHASES) + 3),
-    ]  # fmt: skip
+    ]
     for index, command in enumerate(("arbiter sweep", "arbiter resume")):
         timings = [r[index] for r in rounds]
         phases = [t.phases() for t in timings]
@@ -277,10 +291,11 @@ def format_table(rounds: list[tuple[Timing, Timing]]) -> str:
         steps = sorted({t.step for t in timings})
         cells = [fmt([p[phase] for p in phases]) for phase in PHASES]
         lines.append(
-            f"| `{command}` | " + " | ".join(cells)
+            f"| `{command}` | "
+            + " | ".join(cells)
             + f" | {statistics.median(totals):.2f} | {min(totals):.2f} – {max(totals):.2f} "
             f"| step {', '.join(map(str, steps))} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 
@@ -327,8 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the checkpoint it resumed from). The sweep is interrupted with SIGINT once its trial "
         f"has a checkpoint, then resumed with `arbiter resume`. {args.rounds} round(s)."
     )
-    publish(started, "start-up, `arbiter sweep` and `arbiter resume` to the first step",
-            f"{table}\n\n{notes}", write=not (args.no_write or args.smoke_test))  # fmt: skip
+    publish(
+        started,
+        "start-up, `arbiter sweep` and `arbiter resume` to the first step",
+        f"{table}\n\n{notes}",
+        write=not (args.no_write or args.smoke_test),
+    )
     return 0
 
 

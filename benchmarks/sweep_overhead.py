@@ -103,13 +103,25 @@ def start_cluster(cpus: int, env: dict[str, str]) -> tuple[subprocess.Popen, str
     ray = str(Path(sys.executable).parent / "ray")
     subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True)
     head = subprocess.Popen(
-        [ray, "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--block",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--num-cpus={cpus}",
+            "--block",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"127.0.0.1:{port}"
-    while subprocess.run([ray, "status", f"--address={address}"], env=env,
-                         capture_output=True).returncode:  # fmt: skip
+    while subprocess.run(
+        [ray, "status", f"--address={address}"], env=env, capture_output=True
+    ).returncode:
         time.sleep(1)
     return head, address
 
@@ -120,8 +132,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1250, help="steps per trial")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--smoke-test", action="store_true", help="tiny trials; write nothing")
-    parser.add_argument("--raw", nargs=3, metavar=("TEMPLATE", "ADDRESS", "STORAGE"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--raw", nargs=3, metavar=("TEMPLATE", "ADDRESS", "STORAGE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.raw:
         raw_tune(Path(args.raw[0]), args.raw[1], Path(args.raw[2]), args.concurrency)
@@ -136,15 +149,37 @@ def main() -> None:
             template = work / "grid.toml"
             template.write_text(TEMPLATE.format(steps=steps))
             arbiter_s = makespan(
-                [sys.executable, "-m", "arbiter", "sweep", "--template", str(template),
-                 "--gpus", "0", "--address", address, "--storage", str(work), "--name", "arbiter"],
+                [
+                    sys.executable,
+                    "-m",
+                    "arbiter",
+                    "sweep",
+                    "--template",
+                    str(template),
+                    "--gpus",
+                    "0",
+                    "--address",
+                    address,
+                    "--storage",
+                    str(work),
+                    "--name",
+                    "arbiter",
+                ],
                 env,
-            )  # fmt: skip
+            )
             raw_s = makespan(
-                [sys.executable, __file__, "--concurrency", str(args.concurrency),
-                 "--raw", str(template), address, str(work)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--raw",
+                    str(template),
+                    address,
+                    str(work),
+                ],
                 env,
-            )  # fmt: skip
+            )
             rows = [
                 ("arbiter sweep", arbiter_s, ideal(work / "arbiter", args.concurrency)),
                 ("raw Ray Tune", raw_s, ideal(work / "raw", args.concurrency)),
@@ -157,8 +192,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for name, span, best in rows:
-        table.append(f"| {name} | {span:.1f} | {best:.1f} | {span / best - 1:+.1%} | "
-                     f"{span / raw_s - 1:+.1%} |")  # fmt: skip
+        table.append(
+            f"| {name} | {span:.1f} | {best:.1f} | {span / best - 1:+.1%} | "
+            f"{span / raw_s - 1:+.1%} |"
+        )
     publish(
         started,
         "sweep overhead, arbiter sweep vs raw Ray Tune",

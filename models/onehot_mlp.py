@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .choices import Init, MLPActivation, check_choices
+
 
 @dataclass(frozen=True)
 class OneHotMLPConfig:
@@ -32,15 +34,12 @@ class OneHotMLPConfig:
     reads: tuple[int, ...]  # the positions read (the operands), each one-hot over `symbols`
     dim: int  # width of each hidden layer
     n_layers: int  # hidden layers
-    activation: str = "relu"  # "relu" | "gelu"
+    activation: MLPActivation = "relu"
     bias: bool = False  # biases in the hidden layers (the output layer never has one)
-    init: str = "torch"  # "torch" | "gpt2" | "nanda", see OneHotMLP._init_weights
+    init: Init = "torch"  # see OneHotMLP._init_weights
 
     def __post_init__(self) -> None:
-        if self.activation not in ("relu", "gelu"):
-            raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
-        if self.init not in ("gpt2", "nanda", "torch"):
-            raise ValueError(f"init must be 'gpt2', 'nanda' or 'torch', got {self.init!r}")
+        check_choices(self, activation=MLPActivation, init=Init)
         in_range = all(0 <= i < self.seq_len for i in self.reads)
         if not self.reads or not in_range or len(set(self.reads)) < len(self.reads):
             raise ValueError(

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .attention import causal_attention, choose_kernel, compute_dtype
+from .choices import Activation, Init, Norm, Positions, check_choices
 
 
 @dataclass(frozen=True)
@@ -33,40 +34,28 @@ class TheosConfig:
     dim: int
     n_layers: int
     n_heads: int
-    mlp: str = "swiglu"  # "swiglu" | "gelu" | "relu"
-    mlp_dim: int = 0  # hidden width of the MLP; 0 -> default, see hidden_dim()
+    # Hidden width of the MLP. Given, not derived: the config that builds the model (Arbiter's
+    # `[model]` table) chooses the default, 4*dim, or 8*dim/3 rounded up to 64 for SwiGLU.
+    mlp_dim: int
+    mlp: Activation = "swiglu"
     tie_embeddings: bool = False
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    norm: str = "rmsnorm"  # "rmsnorm" | "none" (no normalisation layers at all)
-    positions: str = "rope"  # "rope" | "learned" (a position table added to the embedding)
+    norm: Norm = "rmsnorm"  # "none": no normalisation layers at all
+    positions: Positions = "rope"  # "learned": a position table added to the embedding
     dropout: float = 0.0
     flash_attention: bool = False  # allow flash-attn when it is usable
     mlp_bias: bool = False  # biases in the MLP's linear layers (Nanda et al.'s model has them)
-    init: str = "gpt2"  # "gpt2" | "nanda" | "torch", see Theos._init_weights
+    init: Init = "gpt2"  # see Theos._init_weights
 
     def __post_init__(self) -> None:
-        if self.mlp not in ("swiglu", "gelu", "relu"):
-            raise ValueError(f"mlp must be 'swiglu', 'gelu' or 'relu', got {self.mlp!r}")
-        if self.norm not in ("rmsnorm", "none"):
-            raise ValueError(f"norm must be 'rmsnorm' or 'none', got {self.norm!r}")
-        if self.init not in ("gpt2", "nanda", "torch"):
-            raise ValueError(f"init must be 'gpt2', 'nanda' or 'torch', got {self.init!r}")
-        if self.positions not in ("rope", "learned"):
-            raise ValueError(f"positions must be 'rope' or 'learned', got {self.positions!r}")
+        check_choices(self, mlp=Activation, norm=Norm, positions=Positions, init=Init)
+        if self.mlp_dim <= 0:
+            raise ValueError(f"mlp_dim must be positive, got {self.mlp_dim}")
         if self.dim % self.n_heads != 0:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.positions == "rope" and (self.dim // self.n_heads) % 2 != 0:
             raise ValueError(f"head_dim {self.dim // self.n_heads} must be even for RoPE")
-
-    def hidden_dim(self) -> int:
-        if self.mlp_dim > 0:
-            return self.mlp_dim
-        if self.mlp != "swiglu":
-            return 4 * self.dim
-        # SwiGLU has three matrices instead of two, so 2/3 of 4*dim keeps the GELU MLP's
-        # parameter count; a multiple of 64 keeps the matmuls friendly to tensor cores.
-        return -(-int(8 * self.dim / 3) // 64) * 64
 
 
 def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +110,7 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: TheosConfig):
         super().__init__()
-        hidden = config.hidden_dim()
+        hidden = config.mlp_dim
         self.gated = config.mlp == "swiglu"
         bias = config.mlp_bias
         self.w1 = nn.Linear(config.dim, hidden, bias=bias)

@@ -47,7 +47,8 @@ def long(
     dashboard_host: str = "127.0.0.1",
 ) -> ExitCode:
     """Start or continue the long run of `template` as the experiment STORAGE/NAME (default
-    NAME: TEMPLATE-long); `hours` bounds this session's wall-clock time."""
+    NAME: TEMPLATE-long); `hours` bounds this session's wall-clock time. One straight sequence,
+    kept whole so that the order is visible: every input check, then Ray, then the record."""
     from arbiter.config.loading import load_config
     from arbiter.config.templates import find_template
     from arbiter.config.trials import plan_trials
@@ -105,8 +106,9 @@ def long_config(template: Config, source: str) -> Config:
     if sweep.space:
         log.warning(
             "%s sweeps %s: the long run uses the base settings; pin a point with --set KEY=VALUE",
-            source, ", ".join(sweep.space),
-        )  # fmt: skip
+            source,
+            ", ".join(sweep.space),
+        )
     one = SweepConfig(metric=sweep.metric, mode=sweep.mode, stop=sweep.stop)
     return template.model_copy(update={"sweep": one})
 

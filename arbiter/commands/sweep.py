@@ -7,9 +7,11 @@ before Ray starts and before the experiment folder is written.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from arbiter import legacy
 from arbiter.commands.exit_codes import ExitCode
+from arbiter.config.schema import Config
 from arbiter.errors import UserError
 from arbiter.experiments.record import Record, template_hash
 from arbiter.experiments.storage import (
@@ -38,19 +40,10 @@ def sweep(
     """Run `template` (a path or a packaged name) as the experiment STORAGE/NAME; `base_config`
     and `strategy` are the legacy flags (`arbiter.legacy`)."""
     from arbiter.commands.dry_run import print_dry_run
-    from arbiter.config.loading import load_config
     from arbiter.config.trials import plan_trials
 
     sets = list(sets or [])
-    template_path, base = legacy.resolve_sweep_files(template, base_config)
-    config = load_config(template_path, sets, base)
-    if config.sweep is None and template:
-        raise UserError(
-            f"{template_path}: has no [sweep] table; it is a run config (use `arbiter train`)"
-        )
-    if config.sweep is None:
-        raise UserError(legacy.nothing_to_sweep(template_path))
-    config = legacy.apply_strategy(config, strategy, sets)
+    template_path, base, config = _load_sweep(template, base_config, strategy, sets)
     assert config.sweep is not None
     trials = plan_trials(config, str(template_path))
     root = storage_root(storage)
@@ -88,6 +81,23 @@ def sweep(
     from arbiter.commands.outcome import outcome
 
     return outcome(path, record, f"arbiter resume {name} --storage {root}")
+
+
+def _load_sweep(
+    template: str | None, base_config: str | None, strategy: str | None, sets: list[str]
+) -> tuple[Path, Path | None, Config]:
+    """The template's path, the legacy base config's, and the config they make with `sets`."""
+    from arbiter.config.loading import load_config
+
+    template_path, base = legacy.resolve_sweep_files(template, base_config)
+    config = load_config(template_path, sets, base)
+    if config.sweep is None and template:
+        raise UserError(
+            f"{template_path}: has no [sweep] table; it is a run config (use `arbiter train`)"
+        )
+    if config.sweep is None:
+        raise UserError(legacy.nothing_to_sweep(template_path))
+    return template_path, base, legacy.apply_strategy(config, strategy, sets)
 
 
 def _print_notes(notes: list[str]) -> None:

@@ -54,8 +54,12 @@ def _train_with_progress(
     from arbiter.core import loop
 
     steps = config.training.steps
-    columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-               TextColumn("{task.fields[summary]}"), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("step {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not sys.stderr.isatty(), transient=False) as progress:
         bar = progress.add_task("train", total=steps, summary="")
 

@@ -37,11 +37,20 @@ MAX_TOKEN_VOCAB = 2**16
 # can only change what that checkpoint's layout (parameter shapes, optimizer state, data cursor,
 # Grokfast averages) does not depend on.
 PBT_MUTABLE = (
-    "training.learning_rate", "training.min_lr_ratio", "training.weight_decay", "training.betas",
-    "training.eps", "training.momentum", "training.grad_clip", "training.orthograd",
-    "training.loss", "training.loss_dtype", "training.grokfast_alpha", "training.grokfast_lamb",
+    "training.learning_rate",
+    "training.min_lr_ratio",
+    "training.weight_decay",
+    "training.betas",
+    "training.eps",
+    "training.momentum",
+    "training.grad_clip",
+    "training.orthograd",
+    "training.loss",
+    "training.loss_dtype",
+    "training.grokfast_alpha",
+    "training.grokfast_lamb",
     "model.dropout",
-)  # fmt: skip
+)
 
 
 class Section(BaseModel):
@@ -125,6 +134,8 @@ class ModelConfig(Section):
             return self.mlp_dim
         if self.mlp != "swiglu":
             return 4 * self.dim
+        # SwiGLU has three matrices instead of two, so 2/3 of 4*dim keeps the GELU MLP's
+        # parameter count; a multiple of 64 keeps the matmuls friendly to tensor cores.
         return math.ceil(8 * self.dim / 3 / 64) * 64
 
 

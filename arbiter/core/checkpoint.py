@@ -72,33 +72,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         _check_space(root, state)
-        with open(tmp / STATE_FILE, "wb") as f:
-            try:
-                torch.save(state, f)
-            except RuntimeError as exc:  # torch's zip writer reports a failed write this way
-                detail = str(exc).splitlines()[0]
-                raise OSError(errno.EIO, f"writing {STATE_FILE} failed ({detail})") from exc
-            f.flush()
-            os.fsync(f.fileno())
-        meta = {
-            "step": step,
-            "state_sha256": file_sha256(tmp / STATE_FILE),
-            "state_bytes": (tmp / STATE_FILE).stat().st_size,
-            "config": config,
-            "versions": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "arbiter": arbiter.__version__,
-            },
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        # meta.json last: its presence (with a matching hash) is what marks a checkpoint valid.
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        _write_files(tmp, step, state, config)
         if final.exists():
             # rename cannot replace a non-empty directory: move the old copy aside first. A crash
             # right here loses this step (both copies are temp dirs, pruned later); older remain.
@@ -119,6 +93,37 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
     _prune(root, keep, final, milestone_interval)
     return final
+
+
+def _write_files(folder: Path, step: int, state: dict[str, Any], config: dict[str, Any]) -> None:
+    """`state` and its meta.json (hash, size, config, versions) into `folder`, synced to disk."""
+    with open(folder / STATE_FILE, "wb") as f:
+        try:
+            torch.save(state, f)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write this way
+            detail = str(exc).splitlines()[0]
+            raise OSError(errno.EIO, f"writing {STATE_FILE} failed ({detail})") from exc
+        f.flush()
+        os.fsync(f.fileno())
+    meta = {
+        "step": step,
+        "state_sha256": file_sha256(folder / STATE_FILE),
+        "state_bytes": (folder / STATE_FILE).stat().st_size,
+        "config": config,
+        "versions": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "arbiter": arbiter.__version__,
+        },
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    # meta.json last: its presence (with a matching hash) is what marks a checkpoint valid.
+    with open(folder / META_FILE, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(folder)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -151,8 +156,11 @@ def usable_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     if match is None:
         return _first_valid([path])
     index = int(match.group(1))
-    older = [(int(m.group(1)), p) for p in path.parent.iterdir()
-             if (m := _TUNE_DIR.match(p.name)) and int(m.group(1)) < index]  # fmt: skip
+    older = [
+        (int(m.group(1)), p)
+        for p in path.parent.iterdir()
+        if (m := _TUNE_DIR.match(p.name)) and int(m.group(1)) < index
+    ]
     return _first_valid([path, *(p for _, p in sorted(older, reverse=True))])
 
 

@@ -68,8 +68,11 @@ def training_flops_per_token(config: Config) -> int:
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
     per_position = d * d + mlp_matrices * d * m.hidden_dim() + vocab * d  # after q, k, v
     share = 1 / seq if config.data.task == "modular" else 1.0  # of the last block and head
-    matmul_weights = (m.n_layers - 1) * (4 * d * d + mlp_matrices * d * m.hidden_dim()) \
-        + 3 * d * d + share * per_position  # fmt: skip
+    matmul_weights = (
+        (m.n_layers - 1) * (4 * d * d + mlp_matrices * d * m.hidden_dim())
+        + 3 * d * d
+        + share * per_position
+    )
     return round(6 * matmul_weights + 12 * d * seq * (m.n_layers - 1 + share))
 
 

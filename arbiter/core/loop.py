@@ -1,12 +1,13 @@
 """The training loop every run goes through: `arbiter train` and every Tune trial.
 
-Read it as an algorithm box: resolve hardware, build model/data/optimizer, restore a checkpoint if
-one is given, then per optimizer step accumulate micro-batch gradients under autocast (the loss in
-fp32 or fp64, softmax or StableMax), unscale, filter (Grokfast, ⊥Grad), clip, step; every
-`log_interval` steps report metrics, every `eval_interval` steps evaluate (with the
-softmax-collapse diagnostics), every `checkpoint.interval` steps (and at the last) save.
+Read `train` as an algorithm box whose phases are functions below it: `_build` (hardware, seeded
+model, data, optimizer), `_restore` (a checkpoint, if one is given), then per optimizer step
+`_optimizer_step` (micro-batch gradients under autocast, the loss in fp32 or fp64, softmax or
+StableMax; unscale, filter with Grokfast or ⊥Grad, clip, step), and whatever the step is `_Due`
+to do: `evaluate` every `eval_interval` steps (with the softmax-collapse diagnostics), `_save`
+every `checkpoint.interval` steps and at the last, report every `log_interval` steps.
 Host-device syncs happen only at log steps. A caller plugs in through `Reporter` (a Tune trial
-reports to Tune); the loop never imports Ray.
+reports to Tune) and may hand in the data source; the loop never imports Ray.
 """
 
 from __future__ import annotations
@@ -66,113 +67,224 @@ def train(
     out_dir: Path,
     reporter: Reporter | None = None,
     resume_from: Path | tuple[Path, dict[str, Any]] | None = None,
+    task: Task | None = None,
 ) -> RunResult:
     """Train `config` to `training.steps`, writing metrics and checkpoints under `out_dir`.
 
     `resume_from` is a checkpoint folder to continue from exactly (model, optimizer, scaler,
     data cursor, RNG states and step), or the (folder, state) pair `latest_checkpoint` and
-    `usable_checkpoint` return, so that the state is not read and hashed twice.
+    `usable_checkpoint` return, so that the state is not read and hashed twice. `task` is the
+    data source; None builds the config's own (`make_task`). A benchmark passes one that wraps it.
+    Kept whole: it is the algorithm box, and each phase it calls is a function below it.
     """
     t = config.training
-    precision = resolve_precision(t.precision, resolve_device(t.device))
-    _seed_everything(t.seed)
-    model = build_model(config).to(precision.device)
-    model.gradient_checkpointing = t.gradient_checkpointing
-    task = make_task(config)
-    optimizer = build_optimizer(model, t, precision.device)
-    scaler = precision.grad_scaler()
-    grokfast = None
-    if t.grokfast:
-        params = list(model.parameters())
-        grokfast = Grokfast(params, t.grokfast_alpha, t.grokfast_lamb, scaler.is_enabled())
-    clock = GrokClock()
-    loss_fn = loss_function(config)
-    parts = _Resumable(model, optimizer, scaler, task, clock, grokfast)
-    step, last_eval = 0, {}
-    if resume_from is not None:
-        if not isinstance(resume_from, tuple):
-            resume_from = resume_from, ckpt.load_checkpoint(resume_from)
-        _check_same_network(model, resume_from)
-        step, last_eval = parts.load(resume_from[1])
-        log.info("resumed from %s at step %d", resume_from[0], step)
-    # The whole model, not each block in place: on an H200 whole-model compilation gave 41% MFU
-    # to per-block's 32% (24 x 1024; docs/benchmarks.md), at the price of compiling every block.
-    forward = torch.compile(model) if t.compile else model
+    run = _build(config, task)
+    step, last_eval = _restore(run, resume_from)
+    # The whole model, not each block in place: whole-model compilation gave the higher MFU on a
+    # deep and narrow model (docs/benchmarks.md), at the price of compiling every block.
+    forward = torch.compile(run.model) if t.compile else run.model
     metrics_log = MetricsLog(out_dir, config.logging.enable_tensorboard, step if step else None)
-    hardware = {"device": str(precision.device), "precision": precision.name}
+    speed = _Speedometer(config, run.precision)
+    window = _Window(run.precision.device)
+    tokens_per_step = t.batch_size * t.gradient_accumulation * config.seq_len()
     first_step = step
-
-    speed = _Speedometer(config, precision)
-    window = _Window(precision.device)
     metrics: dict[str, Any] = {}
     if step >= t.steps and reporter is not None:
         # Resumed at the end (a trial restarted after its last report, or a PBT copy of a
         # finished trial): report where it stands, or the caller would see no result at all.
-        metrics = {"step": step, **last_eval, **clock.metrics(), **hardware,
-                   "attention": model.attention_kernel}  # fmt: skip
+        metrics = {"step": step, **last_eval, **run.clock.metrics(), **run.hardware()}
         reporter(metrics, None)
     try:
         while step < t.steps:
-            set_learning_rate(optimizer, learning_rate(step, t))
-            for _ in range(t.gradient_accumulation):
-                x, y = (b.to(precision.device, non_blocking=True) for b in task.train_batch())
-                with precision.autocast():
-                    logits = forward(x, last_only=task.answer_only)
-                loss = loss_fn(logits, y)  # fp32 or fp64, whatever the compute precision
-                scaler.scale(loss / t.gradient_accumulation).backward()
-                window.add(loss.detach(), step)
-            scaler.unscale_(optimizer)
-            if grokfast is not None:
-                grokfast.filter()
-            if t.orthograd:
-                orthogonalize_gradients(model.parameters())
-            max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = _optimizer_step(run, forward, step, window)
             step += 1
             if step == first_step + 1:  # the kernel is known once a forward ran under autocast
                 log.info(
-                    "training on %s, attention: %s", describe(precision), model.attention_kernel
+                    "training on %s, attention: %s",
+                    describe(run.precision),
+                    run.model.attention_kernel,
                 )
-            speed.tick(t.batch_size * t.gradient_accumulation * config.seq_len())
-
-            last = step == t.steps
-            log_step = step % config.logging.log_interval == 0 or last
-            save_step = config.checkpoint.enable and (
-                step % config.checkpoint.interval == 0 or last
-            )
-            # Every report carries validation metrics (Tune ranks by them, and fails a sweep on
-            # a result without its metric), so the first report, a log's or a checkpoint's,
-            # evaluates even when it comes before the first eval_interval.
-            if step % t.eval_interval == 0 or last or ((log_step or save_step) and not last_eval):
-                last_eval = {**evaluate(forward, task, precision, loss_fn), "eval_step": step}
-                clock.observe(last_eval)
-            saved = None
-            if save_step:
-                state = parts.state_dict(step, last_eval)
-                dumped = config.model_dump(mode="json")
-                saved = ckpt.save_checkpoint(out_dir, step, state, dumped, config.checkpoint.keep,
-                                             config.checkpoint.milestone_interval)  # fmt: skip
-            if log_step or saved:
-                metrics = {"step": step, **window.drain(), **last_eval, **clock.metrics(),
-                           "lr": optimizer.param_groups[0]["lr"],
-                           "grad_norm": grad_norm.item(),
-                           "weight_norm": _norm(model.parameters()),
-                           # what weight decay shrinks (param_groups puts it first), see
-                           # the grokking scheduler
-                           "decayed_weight_norm": _norm(optimizer.param_groups[0]["params"]),
-                           # the output layer's norm: its growth is the slingshot signal
-                           "output_weight_norm": _norm([model.lm_head.weight]),
-                           **speed.read(), **hardware,
-                           "attention": model.attention_kernel}  # fmt: skip
+            speed.tick(tokens_per_step)
+            due = _Due.at(step, config, evaluated=bool(last_eval))
+            if due.evaluate:
+                last_eval = {
+                    **evaluate(forward, run.task, run.precision, run.loss_fn),
+                    "eval_step": step,
+                }
+                run.clock.observe(last_eval)
+            saved = _save(run, out_dir, step, last_eval) if due.save else None
+            if due.log or saved:
+                metrics = {
+                    "step": step,
+                    **window.drain(),
+                    **last_eval,
+                    **run.clock.metrics(),
+                    **_weights_and_gradients(run, grad_norm),
+                    **speed.read(),
+                    **run.hardware(),
+                }
                 metrics_log.write(metrics)
                 if reporter is not None:
                     reporter(metrics, saved)
     finally:
         metrics_log.close()
     return RunResult(step, metrics, out_dir)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The parts of one run that the phases share. Its state (`state_dict`, `load`) is what a
+    checkpoint holds, so that a resumed run continues exactly."""
+
+    config: Config
+    precision: Precision
+    model: torch.nn.Module
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    grokfast: Grokfast | None
+    clock: GrokClock
+    loss_fn: LossFn
+
+    def hardware(self) -> dict[str, str]:
+        """Where and how it trains, in every report."""
+        device, precision = str(self.precision.device), self.precision.name
+        return {"device": device, "precision": precision, "attention": self.model.attention_kernel}
+
+    def state_dict(self, step: int, last_eval: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "data": self.task.state_dict(),
+            "rng": ckpt.capture_rng(),
+            "step": step,
+            "last_eval": last_eval,
+            "grokking": self.clock.state_dict(),
+            "grokfast": self.grokfast.state_dict() if self.grokfast else None,
+        }
+
+    def load(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Restore every part; returns the step and the last evaluation."""
+        self.model.load_state_dict(state["model"])
+        _load_optimizer(self.optimizer, state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.task.load_state_dict(state["data"])
+        ckpt.restore_rng(state["rng"])
+        self.clock.load_state_dict(state["grokking"])
+        if self.grokfast is not None and state["grokfast"]:  # None: a PBT exploit turned it on
+            self.grokfast.load_state_dict(state["grokfast"])
+        return state["step"], state["last_eval"]
+
+
+def _build(config: Config, task: Task | None) -> _Run:
+    """Seed, then build the model, data, optimizer, scaler and filters, in that order (the order
+    the seeded RNG is drawn in, which a resumed or repeated run relies on)."""
+    t = config.training
+    precision = resolve_precision(t.precision, resolve_device(t.device))
+    _seed_everything(t.seed)
+    model = build_model(config).to(precision.device)
+    model.gradient_checkpointing = t.gradient_checkpointing
+    task = make_task(config) if task is None else task
+    optimizer = build_optimizer(model, t, precision.device)
+    scaler = precision.grad_scaler()
+    grokfast = None
+    if t.grokfast:
+        params = list(model.parameters())
+        grokfast = Grokfast(params, t.grokfast_alpha, t.grokfast_lamb, scaler.is_enabled())
+    return _Run(
+        config,
+        precision,
+        model,
+        task,
+        optimizer,
+        scaler,
+        grokfast,
+        GrokClock(),
+        loss_function(config),
+    )
+
+
+def _restore(
+    run: _Run, resume_from: Path | tuple[Path, dict[str, Any]] | None
+) -> tuple[int, dict[str, Any]]:
+    """The step to start from and the last evaluation: (0, {}) for a new run."""
+    if resume_from is None:
+        return 0, {}
+    if not isinstance(resume_from, tuple):
+        resume_from = resume_from, ckpt.load_checkpoint(resume_from)
+    _check_same_network(run.model, resume_from)
+    step, last_eval = run.load(resume_from[1])
+    log.info("resumed from %s at step %d", resume_from[0], step)
+    return step, last_eval
+
+
+def _optimizer_step(run: _Run, forward: Callable, step: int, window: _Window) -> torch.Tensor:
+    """One optimizer step: accumulate the micro-batch gradients under autocast, unscale, filter
+    (Grokfast, ⊥Grad), clip and step. Returns the gradient norm before clipping (on the device)."""
+    t, precision, scaler, optimizer = run.config.training, run.precision, run.scaler, run.optimizer
+    set_learning_rate(optimizer, learning_rate(step, t))
+    for _ in range(t.gradient_accumulation):
+        x, y = (b.to(precision.device, non_blocking=True) for b in run.task.train_batch())
+        with precision.autocast():
+            logits = forward(x, last_only=run.task.answer_only)
+        loss = run.loss_fn(logits, y)  # in the loss dtype, whatever the compute precision
+        scaler.scale(loss / t.gradient_accumulation).backward()
+        window.add(loss.detach(), step)
+    scaler.unscale_(optimizer)
+    if run.grokfast is not None:
+        run.grokfast.filter()
+    if t.orthograd:
+        orthogonalize_gradients(run.model.parameters())
+    max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm)
+    scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+@dataclass(frozen=True)
+class _Due:
+    """What a finished step is due to do besides training."""
+
+    evaluate: bool
+    save: bool
+    log: bool
+
+    @classmethod
+    def at(cls, step: int, config: Config, evaluated: bool) -> _Due:
+        """`evaluated`: whether the run has evaluated at all (a resumed run may have)."""
+        last = step == config.training.steps
+        log_step = step % config.logging.log_interval == 0 or last
+        c = config.checkpoint
+        save = c.enable and (step % c.interval == 0 or last)
+        # Every report carries validation metrics (Tune ranks by them, and fails a sweep on a
+        # result without its metric), so the first report, a log's or a checkpoint's, evaluates
+        # even when it comes before the first eval_interval.
+        periodic = step % config.training.eval_interval == 0 or last
+        return cls(periodic or ((log_step or save) and not evaluated), save, log_step)
+
+
+def _save(run: _Run, out_dir: Path, step: int, last_eval: dict[str, Any]) -> Path:
+    """Write this step's checkpoint (rotating old ones); returns its folder."""
+    c = run.config.checkpoint
+    state = run.state_dict(step, last_eval)
+    dumped = run.config.model_dump(mode="json")
+    return ckpt.save_checkpoint(out_dir, step, state, dumped, c.keep, c.milestone_interval)
+
+
+def _weights_and_gradients(run: _Run, grad_norm: torch.Tensor) -> dict[str, float]:
+    """The optimizer's state in a report: learning rate and norms (each a host sync)."""
+    return {
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "grad_norm": grad_norm.item(),
+        "weight_norm": _norm(run.model.parameters()),
+        # what weight decay shrinks (param_groups puts it first), see the grokking scheduler
+        "decayed_weight_norm": _norm(run.optimizer.param_groups[0]["params"]),
+        # the output layer's norm: its growth is the slingshot signal
+        "output_weight_norm": _norm([run.model.lm_head.weight]),
+    }
 
 
 def loss_function(config: Config) -> LossFn:
@@ -224,43 +336,6 @@ def evaluate(
             results["train/max_margin"] = margin.item()
     forward.train(was_training)
     return results
-
-
-@dataclass(frozen=True)
-class _Resumable:
-    """Everything a checkpoint holds, so that a resumed run continues exactly."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    task: Task
-    clock: GrokClock
-    grokfast: Grokfast | None
-
-    def state_dict(self, step: int, last_eval: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "data": self.task.state_dict(),
-            "rng": ckpt.capture_rng(),
-            "step": step,
-            "last_eval": last_eval,
-            "grokking": self.clock.state_dict(),
-            "grokfast": self.grokfast.state_dict() if self.grokfast else None,
-        }
-
-    def load(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Restore every part; returns the step and the last evaluation."""
-        self.model.load_state_dict(state["model"])
-        _load_optimizer(self.optimizer, state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.task.load_state_dict(state["data"])
-        ckpt.restore_rng(state["rng"])
-        self.clock.load_state_dict(state["grokking"])
-        if self.grokfast is not None and state["grokfast"]:  # None: a PBT exploit turned it on
-            self.grokfast.load_state_dict(state["grokfast"])
-        return state["step"], state["last_eval"]
 
 
 def _check_same_network(model: torch.nn.Module, checkpoint: tuple[Path, dict[str, Any]]) -> None:

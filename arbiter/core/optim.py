@@ -24,7 +24,7 @@ from torch import nn
 
 from arbiter.config.schema import TrainingConfig
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Modules whose weights are gains, never decayed whatever their shape.
 _NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -94,7 +94,7 @@ def build_optimizer(
         optimizer = adam(groups, lr=lr, betas=betas, eps=training.eps, fused=fused)
         name = f"{adam.__name__} (eps {training.eps:g})"
         decay = "weight decay" if training.optimizer == "adamw" else "L2 weight decay"
-    logger.info(
+    log.info(
         "optimizer: %s, %s %g on %d tensors (%s parameters), none on %d (%s)",
         name,
         decay,

@@ -7,8 +7,9 @@ computes matmuls in. The training loop then has a single code path whatever was 
 - Master weights stay fp32. The model is never cast to bf16/fp16; mixed precision comes only
   from `Precision.autocast()`, so the optimizer updates full-precision weights and small updates
   (late in a long grokking run) are not rounded away.
-- The loss is computed in fp32: the loop up-casts the logits (`logits.float()`) before the
-  cross-entropy, because a softmax over the vocabulary in half precision loses accuracy.
+- The loss is computed in `training.loss_dtype` (fp32 or fp64), never in the compute precision:
+  `core.loss.cross_entropy` up-casts the logits first, because a softmax over the vocabulary in
+  half precision loses accuracy and rounds a confident prediction's loss to exactly zero.
 - fp16 needs loss scaling to keep small gradients from underflowing; `Precision.grad_scaler()`
   always returns a `torch.amp.GradScaler`, enabled only for fp16, so the loop calls
   `scale`/`step`/`update` unconditionally and a disabled scaler passes everything through.
@@ -27,7 +28,7 @@ import torch
 
 from arbiter.errors import UserError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -117,7 +118,7 @@ def _resolve_on_cpu(requested: str) -> str:
             "(no fp16 autocast with loss scaling there); use fp32 or bf16 on CPU"
         )
     if requested == "bf16":
-        logger.warning(
+        log.warning(
             "training.precision = bf16 on CPU: supported by CPU autocast, but slower than fp32 on "
             "most CPUs (only those with AVX512-BF16/AMX are faster)"
         )

@@ -45,8 +45,18 @@ def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """A result row without Tune's bookkeeping (config, host names, paths)."""
-    hidden = {"config", "hostname", "pid", "node_ip", "date", "trial_id", "experiment_tag",
-              "checkpoint_dir_name", "done", "should_checkpoint"}  # fmt: skip
+    hidden = {
+        "config",
+        "hostname",
+        "pid",
+        "node_ip",
+        "date",
+        "trial_id",
+        "experiment_tag",
+        "checkpoint_dir_name",
+        "done",
+        "should_checkpoint",
+    }
     return {k: v for k, v in row.items() if k not in hidden}
 
 

@@ -151,8 +151,14 @@ def weight_norm(report: Report) -> Figure:
     ax.set_title(f"{report.name}: weight norm (dot: the step it grokked)")
     ax.grid(True, which="both", alpha=0.25)
     if trials:
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
-                  ncols=1 if len(trials) <= 16 else 2, title="trial", title_fontsize=8)  # fmt: skip
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            fontsize=8,
+            ncols=1 if len(trials) <= 16 else 2,
+            title="trial",
+            title_fontsize=8,
+        )
     else:
         _empty(ax)
     return fig
@@ -198,8 +204,15 @@ def phase_diagram(report: Report) -> Figure:
         layout="constrained",
     )
     ax = fig.add_subplot()
-    ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=_phase_cmap(),
-              vmin=-0.5, vmax=len(PHASES) - 0.5, interpolation="nearest")  # fmt: skip
+    ax.imshow(
+        np.ma.masked_invalid(grid),
+        origin="lower",
+        aspect="auto",
+        cmap=_phase_cmap(),
+        vmin=-0.5,
+        vmax=len(PHASES) - 0.5,
+        interpolation="nearest",
+    )
     for (iy, ix), text in texts.items():
         ax.text(ix, iy, text, ha="center", va="center", fontsize=10)
     ax.set_xticks(range(len(xs)), [show(v) for v in xs])
@@ -269,8 +282,9 @@ def _small_multiples(
                 ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.25)
             # three or more swept values overflow one line into the neighbouring titles
-            ax.set_title(textwrap.fill(labels[t.id], TITLE_CHARS, break_long_words=False),
-                         fontsize=9)  # fmt: skip
+            ax.set_title(
+                textwrap.fill(labels[t.id], TITLE_CHARS, break_long_words=False), fontsize=9
+            )
             if t.rows:
                 draw(ax, t)
             else:
@@ -284,8 +298,9 @@ def _small_multiples(
     fig.suptitle(title, fontsize=12)
     fig.supylabel(ylabel, fontsize=10)
     # below the panels: above them it would collide with the title
-    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=9,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles=legend, loc="outside lower center", ncols=len(legend), fontsize=9, frameon=False
+    )
     return fig
 
 
@@ -312,8 +327,13 @@ def _layout(report: Report) -> list[list[TrialReport | None]]:
 
 def _ordered(report: Report) -> list[TrialReport]:
     """Trials sorted by their swept values (numbers by size), then by id."""
-    orders = {k: {value_key(v): i for i, v in enumerate(sort_values(
-        t.config.get(k) for t in report.trials))} for k in report.swept}  # fmt: skip
+    orders = {
+        k: {
+            value_key(v): i
+            for i, v in enumerate(sort_values(t.config.get(k) for t in report.trials))
+        }
+        for k in report.swept
+    }
     return sorted(
         report.trials,
         key=lambda t: (*(orders[k][value_key(t.config.get(k))] for k in report.swept), t.id),
@@ -326,8 +346,10 @@ def _labels(report: Report, trials: Sequence[TrialReport]) -> dict[str, str]:
     short = {k: k.rsplit(".", 1)[-1] for k in report.swept}
     if len(set(short.values())) < len(short):
         short = {k: k for k in report.swept}  # two keys end alike: keep them apart
-    labels = {t.id: ", ".join(f"{short[k]}={show(t.config.get(k), digits=3)}" for k in report.swept)
-              for t in trials}  # fmt: skip
+    labels = {
+        t.id: ", ".join(f"{short[k]}={show(t.config.get(k), digits=3)}" for k in report.swept)
+        for t in trials
+    }
     seen = list(labels.values())
     for t in trials:
         if not labels[t.id]:
@@ -365,8 +387,15 @@ def _phase_scatter(report: Report, kx: str, ky: str) -> Figure:
     for name, colour in PHASE_COLOURS.items():
         trials = [t for t in report.trials if (t.phase or NO_PHASE) == name]
         if trials:
-            ax.scatter([t.config[kx] for t in trials], [t.config[ky] for t in trials], s=60,
-                       color=colour, edgecolors="black", linewidths=0.5, label=name)  # fmt: skip
+            ax.scatter(
+                [t.config[kx] for t in trials],
+                [t.config[ky] for t in trials],
+                s=60,
+                color=colour,
+                edgecolors="black",
+                linewidths=0.5,
+                label=name,
+            )
     for key, set_scale in ((kx, ax.set_xscale), (ky, ax.set_yscale)):
         if _log_worthy([t.config[key] for t in report.trials]):
             set_scale("log")
@@ -381,8 +410,14 @@ def _phase_scatter(report: Report, kx: str, ky: str) -> Figure:
 def _phase_legend(ax: Axes, shown: set[str]) -> None:
     handles = [Patch(color=PHASE_COLOURS[p], label=p) for p in PHASES if p in shown]
     if handles:
-        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9,
-                  title="phase", title_fontsize=9)  # fmt: skip
+        ax.legend(
+            handles=handles,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            fontsize=9,
+            title="phase",
+            title_fontsize=9,
+        )
 
 
 def _phase_cmap() -> ListedColormap:
@@ -435,5 +470,6 @@ def _ended(t: TrialReport) -> bool:
 
 
 def _empty(ax: Axes) -> None:
-    ax.text(0.5, 0.5, "no results yet", transform=ax.transAxes, ha="center", va="center",
-            color="0.5")  # fmt: skip
+    ax.text(
+        0.5, 0.5, "no results yet", transform=ax.transAxes, ha="center", va="center", color="0.5"
+    )

@@ -55,6 +55,8 @@ PLOT_TITLES = {
 
 
 def summary_markdown(report: Report, plots: Mapping[str, str]) -> str:
+    """summary.md: the experiment, its trials' states, the best trials, the plots. Kept whole: it
+    is the document's outline, top to bottom."""
     states = tally(t.status for t in report.trials)
     lines = [
         f"# Report: {report.name}",
@@ -85,18 +87,34 @@ def summary_markdown(report: Report, plots: Mapping[str, str]) -> str:
         lines.append("No trial has reported the metric yet.")
     lines += ["", "All other settings are the template's (saved in `arbiter.json`).", ""]
     lines += ["## Trials", ""]
-    header = ["trial", *report.keys, "state", "step", *GROK_KEYS, "phase",
-              "train acc", "val acc", "train loss", "val loss"]  # fmt: skip
+    header = [
+        "trial",
+        *report.keys,
+        "state",
+        "step",
+        *GROK_KEYS,
+        "phase",
+        "train acc",
+        "val acc",
+        "train loss",
+        "val loss",
+    ]
     lines.append(_md_row(header))
     lines.append(_md_row(["---"] * len(header)))
     for t in report.trials:
         lines.append(
-            _md_row([
-                t.id, *(show(t.config.get(k)) for k in report.keys), t.status, show(t.step),
-                *(show(t.measures.get(k)) for k in GROK_KEYS), show(t.phase),
-                *(show(t.final.get(k)) for k in FINAL_KEYS),
-            ])
-        )  # fmt: skip
+            _md_row(
+                [
+                    t.id,
+                    *(show(t.config.get(k)) for k in report.keys),
+                    t.status,
+                    show(t.step),
+                    *(show(t.measures.get(k)) for k in GROK_KEYS),
+                    show(t.phase),
+                    *(show(t.final.get(k)) for k in FINAL_KEYS),
+                ]
+            )
+        )
     failed = [t for t in report.trials if t.error]
     if failed:
         lines += ["", *(f"- {t.id} failed: {_md_cell(t.error or '')}" for t in failed)]

@@ -67,9 +67,13 @@ class GrokkingScheduler(FIFOScheduler):
         if self._grokked(trial_id, result):
             log.info(
                 "grokking scheduler: stopping %s: grokked at step %d (val acc %.4f >= %g for %d "
-                "evaluations)", trial_id, step, result[GROK_METRIC],
-                self._grokked.threshold, self._grokked.patience,
-            )  # fmt: skip
+                "evaluations)",
+                trial_id,
+                step,
+                result[GROK_METRIC],
+                self._grokked.threshold,
+                self._grokked.patience,
+            )
             self._history.pop(trial_id, None)
             return TrialScheduler.STOP
         norm, val = result.get(NORM_METRIC), result.get(GROK_METRIC)
@@ -96,9 +100,15 @@ class GrokkingScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         log.info(
             "grokking scheduler: stopping %s at step %d: no progress over %d steps: weight norm "
-            "%.4g -> %.4g, val acc %.4f -> %.4f", trial_id, step, step - then, then_norm, norm,
-            then_val, val,
-        )  # fmt: skip
+            "%.4g -> %.4g, val acc %.4f -> %.4f",
+            trial_id,
+            step,
+            step - then,
+            then_norm,
+            norm,
+            then_val,
+            val,
+        )
         del self._history[trial_id]
         return TrialScheduler.STOP
 

@@ -46,8 +46,10 @@ class SweepProgress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        _say(f"finished  {trial.trial_id}  step {last.get('step', '?')}  "
-             f"{self.metric} {show(last.get(self.metric))}")  # fmt: skip
+        _say(
+            f"finished  {trial.trial_id}  step {last.get('step', '?')}  "
+            f"{self.metric} {show(last.get(self.metric))}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         _say(f"errored   {trial.trial_id}  {_values(trial.config)} (details: arbiter status)")
@@ -88,8 +90,10 @@ class LongProgress(SweepProgress):
         eta = _duration((self.steps - step) / rate) if rate > 0 else "?"
         metrics = "  ".join(f"{k} {show(result[k])}" for k in LONG_METRICS if k in result)
         speed = f"{result['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in result else ""
-        return (f"step {step:,}/{self.steps:,} ({100 * step / self.steps:.1f}%)  {metrics}  "
-                f"{speed}  ETA {eta}")  # fmt: skip
+        return (
+            f"step {step:,}/{self.steps:,} ({100 * step / self.steps:.1f}%)  {metrics}  "
+            f"{speed}  ETA {eta}"
+        )
 
 
 LONG_METRICS = ("train/loss", "train/accuracy", "val/accuracy", "decayed_weight_norm")

@@ -41,7 +41,7 @@ def build_tuner(
     """The Tuner for a new experiment at `path`, or the restored one.
 
     `long`: the one trial of `arbiter long`, retried without limit (with a back-off) and
-    reporting its progress as steps and an ETA.
+    reporting its progress as steps and an ETA. Kept whole: it reads as one Tune declaration.
     """
     from ray import tune
 
@@ -63,15 +63,15 @@ def build_tuner(
         ),
         placement.resources(),
     )
+    if restore:  # the rest of the Tuner (progress callback included) comes from its saved state
+        return tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     progress = (
         LongProgress(sweep.metric, sweep.mode, config.training.steps)
         if long
         else SweepProgress(sweep.metric, sweep.mode)
     )
-    if restore:
-        return tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
     return tune.Tuner(
         trainable,
         param_space=to_param_space(sweep.axes(), sweep.strategy),

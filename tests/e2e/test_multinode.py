@@ -16,7 +16,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import RAY, run, start, status, tiny_run
+from helpers import RAY, run, start, status, sweep_args, tiny_run
 
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.cluster import storage_warning
@@ -31,10 +31,12 @@ def grid(steps: int, seeds: list[int]) -> str:
 def start_node(*flags: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_AUTH_MODE": "token"}  # as the conftest cluster: token auth on
     return subprocess.Popen(
-        [RAY, "start", "--block", "--num-cpus=2", "--num-gpus=2", "--disable-usage-stats",
-         *flags],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
-    )  # fmt: skip
+        [RAY, "start", "--block", "--num-cpus=2", "--num-gpus=2", "--disable-usage-stats", *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
 
 
 def listening(port: int) -> bool:
@@ -44,8 +46,9 @@ def listening(port: int) -> bool:
 
 def alive_nodes(address: str) -> int:
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    done = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True,
-                          text=True, env=env)  # fmt: skip
+    done = subprocess.run(
+        [RAY, "status", f"--address={address}"], capture_output=True, text=True, env=env
+    )
     if done.returncode or "Active:" not in done.stdout:  # not up, or no report yet
         return 0
     active = done.stdout.split("Active:")[1].split("Pending:")[0]
@@ -70,8 +73,12 @@ def two_nodes():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
-    subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, check=True,
-                   env={**os.environ, "RAY_AUTH_MODE": "token"})  # fmt: skip
+    subprocess.run(
+        [RAY, "get-auth-token", "--generate"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
     head = start_node("--head", f"--port={port}", "--include-dashboard=false")
     nodes = [head]
     try:
@@ -94,19 +101,25 @@ def two_nodes():
 def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
     address, _ = two_nodes
     template = write("grid.toml", grid(300, [0, 1, 2, 3]))
-    done = run("sweep", "--template", template, "--gpus", 4, "--address", address,
-               "--storage", tmp_path, "--name", "spread")  # fmt: skip
+    done = run(*sweep_args(template, gpus=4, address=address, storage=tmp_path, name="spread"))
     assert done.returncode == 0, done.stdout + done.stderr
     trials = status("spread", tmp_path)["trials"]
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     # every trial's results landed in the one storage folder
     assert all(Path(t["path"]).parent == tmp_path / "spread" for t in trials)
     assert all(result_rows(Path(t["path"]))[-1]["step"] == 300 for t in trials)
-    spans = [(t["last"]["trial_start"], t["last"]["trial_start"] + t["last"]["time_total_s"],
-              t["last"]["node_id"]) for t in trials]  # fmt: skip
+    spans = [
+        (
+            t["last"]["trial_start"],
+            t["last"]["trial_start"] + t["last"]["time_total_s"],
+            t["last"]["node_id"],
+        )
+        for t in trials
+    ]
     assert len({node for *_, node in spans}) == 2
-    assert any(a0 < b1 and b0 < a1 and na != nb
-               for (a0, a1, na), (b0, b1, nb) in combinations(spans, 2))  # fmt: skip
+    assert any(
+        a0 < b1 and b0 < a1 and na != nb for (a0, a1, na), (b0, b1, nb) in combinations(spans, 2)
+    )
     # both nodes are on this machine: nothing to warn about the storage
     assert "shared folder" not in done.stderr
 
@@ -115,8 +128,7 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
 def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_path, write):
     address, second = two_nodes
     template = write("grid.toml", grid(1000, [0, 1]))
-    driver = start("sweep", "--template", template, "--gpus", 4, "--address", address,
-                   "--storage", tmp_path, "--name", "lost")  # fmt: skip
+    driver = start(*sweep_args(template, gpus=4, address=address, storage=tmp_path, name="lost"))
     experiment = tmp_path / "lost"
     deadline = time.monotonic() + 240
 

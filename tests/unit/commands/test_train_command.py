@@ -79,9 +79,13 @@ def test_tier_menu_on_a_terminal(tmp_path):
 
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "arbiter", "train"], cwd=tmp_path,
-        stdin=follower, stdout=follower, stderr=follower, close_fds=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "arbiter", "train"],
+        cwd=tmp_path,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     os.write(leader, b"2\n")
     output = b""

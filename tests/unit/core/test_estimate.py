@@ -60,18 +60,24 @@ def test_the_modular_task_counts_its_last_block_for_the_answer_alone():
     one position of four, so 3/4 of their FLOPs (and of that block's attention) are not spent."""
     model = {"dim": 256, "n_layers": 4, "n_heads": 4, "mlp": "gelu"}
     modular = Config.model_validate({"model": model, "data": {"modulus": 97}})
-    tokens = Config.model_validate({"model": {**model, "vocab_size": 99},
-                                    "training": {"seq_len": 4},
-                                    "data": {"task": "tokens", "path": "x"}})  # fmt: skip
+    tokens = Config.model_validate(
+        {
+            "model": {**model, "vocab_size": 99},
+            "training": {"seq_len": 4},
+            "data": {"task": "tokens", "path": "x"},
+        }
+    )
     d, per_position = 256, 256 * 256 + 2 * 256 * 1024 + 99 * 256
     saved = 6 * per_position * 3 / 4 + 12 * d * 4 * 3 / 4
     assert estimate(tokens).flops_per_token - estimate(modular).flops_per_token == round(saved)
 
 
 def test_gradient_checkpointing_and_precision_change_memory():
-    base = {"model": {"dim": 512, "n_layers": 24, "n_heads": 8, "vocab_size": 8192},
-            "training": {"batch_size": 8, "seq_len": 1024, "precision": "bf16"},
-            "data": {"task": "tokens", "path": "d"}}  # fmt: skip
+    base = {
+        "model": {"dim": 512, "n_layers": 24, "n_heads": 8, "vocab_size": 8192},
+        "training": {"batch_size": 8, "seq_len": 1024, "precision": "bf16"},
+        "data": {"task": "tokens", "path": "d"},
+    }
     plain = Config.model_validate(base)
     base["training"]["gradient_checkpointing"] = True
     recomputed = Config.model_validate(base)
@@ -96,9 +102,12 @@ def test_the_modular_task_keeps_logits_for_the_answer_alone(arch):
     sizes = {}
     for batch, operation_token in [(64, True), (64, False), (128, True)]:
         config = Config.model_validate(
-            {"model": model, "data": {"modulus": 31, "operation_token": operation_token},
-             "training": {"batch_size": batch, "precision": "fp32"}}
-        )  # fmt: skip
+            {
+                "model": model,
+                "data": {"modulus": 31, "operation_token": operation_token},
+                "training": {"batch_size": batch, "precision": "fp32"},
+            }
+        )
         rest = training_memory_bytes(config) - activation_bytes(config)
         sizes[batch, operation_token] = rest - STATE_BYTES_PER_PARAM * parameter_count(config)
     classes = 31 if arch == "mlp" else 31 + 2

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -27,7 +28,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yml"
 MULTIHOST = DOCKER / "docker-compose.multihost.yml"
@@ -266,8 +266,11 @@ def test_final_stage_runs_as_a_non_root_user_before_its_command() -> None:
 
 def test_flash_attn_is_a_build_argument_built_on_the_devel_base() -> None:
     assert _global_args()["FLASH_ATTN"] == "0"
-    froms = {args.split(" AS ")[1]: args.split(" AS ")[0] for kind, args in _instructions()
-             if kind == "FROM" and " AS " in args}  # fmt: skip
+    froms = {
+        args.split(" AS ")[1]: args.split(" AS ")[0]
+        for kind, args in _instructions()
+        if kind == "FROM" and " AS " in args
+    }
     assert froms["flash-attn"] == "flash-attn-${FLASH_ATTN}"
     assert froms["flash-attn-1"].startswith("nvidia/cuda:") and "-devel-" in froms["flash-attn-1"]
     assert froms["flash-attn-0"] == "torch"
@@ -425,7 +428,7 @@ def _sent(path: str) -> bool:
         "docs/quickstart_report.png",
         "docker/secrets/ray_auth_token",
         "docker/.env",
-        "tests/test_docker.py",
+        "tests/e2e/test_docker.py",
         "arbiter/__pycache__/cli.cpython-311.pyc",
         "models/__pycache__/x.pyc",
     ],

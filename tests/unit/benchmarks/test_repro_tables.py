@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from test_benchmarks import ROOT, table_rows
-from test_report import trial
+from helpers import ROOT, table_rows, trial
 
 from arbiter.report.data import make_report
 
@@ -23,24 +22,39 @@ from repro_tables import (  # noqa: E402
 def loss_curve(reached_at: int | None, steps: int = 12000, every: int = 20) -> list[dict]:
     """Rows whose test loss falls below 0.1 at `reached_at` (never, for None)."""
     return [
-        {"step": step, "eval_step": step, "val/accuracy": 0.5,
-         "val/loss": 0.05 if reached_at is not None and step >= reached_at else 1.0}
+        {
+            "step": step,
+            "eval_step": step,
+            "val/accuracy": 0.5,
+            "val/loss": 0.05 if reached_at is not None and step >= reached_at else 1.0,
+        }
         for step in range(every, steps + every, every)
-    ]  # fmt: skip
+    ]
 
 
 def nanda(tmp_path: Path, seeds: dict[float, list[int | None]]):
     trials = [
-        trial(f"t{fraction}-{seed}", {"data.train_fraction": fraction, "training.seed": seed},
-              loss_curve(step))
-        for fraction, steps in seeds.items() for seed, step in enumerate(steps)
-    ]  # fmt: skip
+        trial(
+            f"t{fraction}-{seed}",
+            {"data.train_fraction": fraction, "training.seed": seed},
+            loss_curve(step),
+        )
+        for fraction, steps in seeds.items()
+        for seed, step in enumerate(steps)
+    ]
     return nanda_table(make_report(tmp_path / "n", "n.toml", "val/loss", "min", trials))
 
 
 def test_nanda_compares_the_median_seed_and_lists_every_seed(tmp_path):
-    text, met = nanda(tmp_path, {0.3: [9000, 7000, None], 0.4: [3000, 2600, 3400],
-                                 0.5: [1180, 560, 860], 0.6: [400, 440, 500]})  # fmt: skip
+    text, met = nanda(
+        tmp_path,
+        {
+            0.3: [9000, 7000, None],
+            0.4: [3000, 2600, 3400],
+            0.5: [1180, 560, 860],
+            0.6: [400, 440, 500],
+        },
+    )
     rows = {row[0]: row[1:] for row in table_rows(text)}
     # a seed that never reached it is the slowest: the median of 0.3 is 9,000
     assert rows["0.3"] == ["7,930", "9,000", "9,000, 7,000, not reached", "1.13", "yes"]
@@ -53,55 +67,77 @@ def test_nanda_goal_fails_on_a_median_out_of_tolerance_or_out_of_order(tmp_path)
     assert not slow_median  # 700 is 1.59x the published 440
     text, out_of_order = nanda(tmp_path, {0.3: [7930], 0.4: [3109], 0.5: [600], 0.6: [610]})
     assert not out_of_order and "the medians (more data, sooner): different" in text
-    text, unreached = nanda(tmp_path, {0.3: [None, None, 8000], 0.4: [3109], 0.5: [956],
-                                       0.6: [440]})  # fmt: skip
+    text, unreached = nanda(
+        tmp_path, {0.3: [None, None, 8000], 0.4: [3109], 0.5: [956], 0.6: [440]}
+    )
     assert not unreached and table_rows(text)[0][2] == "not reached"
 
 
 def accuracy_curve(ramp: dict[int, float], steps: int, every: int = 250) -> list[dict]:
     """Evaluated rows whose validation accuracy steps up to ramp[s] from step s on."""
     return [
-        {"step": step, "eval_step": step, "train/zero_loss_fraction": 0.5,
-         "val/accuracy": max([a for s, a in ramp.items() if s <= step], default=0.0)}
+        {
+            "step": step,
+            "eval_step": step,
+            "train/zero_loss_fraction": 0.5,
+            "val/accuracy": max([a for s, a in ramp.items() if s <= step], default=0.0),
+        }
         for step in range(every, steps + every, every)
-    ]  # fmt: skip
+    ]
 
 
 def fit_curve(fit: int, generalize: int | None, steps: int, zero_loss: float) -> list[dict]:
     """Rows every 50 steps: training accuracy 1 from `fit`, validation 0.95 from `generalize`
     (0.3 before, and for ever if None)."""
     return [
-        {"step": step, "eval_step": step, "train/accuracy": 1.0 if step >= fit else 0.5,
-         "val/accuracy": 0.95 if generalize is not None and step >= generalize else 0.3,
-         "train/zero_loss_fraction": zero_loss, "train/max_margin": 50.0}
+        {
+            "step": step,
+            "eval_step": step,
+            "train/accuracy": 1.0 if step >= fit else 0.5,
+            "val/accuracy": 0.95 if generalize is not None and step >= generalize else 0.3,
+            "train/zero_loss_fraction": zero_loss,
+            "train/max_margin": 50.0,
+        }
         for step in range(50, steps + 50, 50)
-    ]  # fmt: skip
+    ]
 
 
 def prieto(tmp_path: Path, plain: list[dict], orthograd: list[dict]):
     """The plain fp32 softmax arm and its ⊥Grad arm; a StableMax arm that never gets to 90%."""
-    arms = {("softmax", False): plain, ("softmax", True): orthograd,
-            ("stablemax", False): fit_curve(150, None, 5000, 0.9)}  # fmt: skip
+    arms = {
+        ("softmax", False): plain,
+        ("softmax", True): orthograd,
+        ("stablemax", False): fit_curve(150, None, 5000, 0.9),
+    }
     trials = [
-        trial(f"t{i}", {"training.loss": loss, "training.loss_dtype": "fp32",
-                        "training.orthograd": ortho}, rows)
+        trial(
+            f"t{i}",
+            {"training.loss": loss, "training.loss_dtype": "fp32", "training.orthograd": ortho},
+            rows,
+        )
         for i, ((loss, ortho), rows) in enumerate(arms.items())
-    ]  # fmt: skip
+    ]
     return prieto_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
 
 
 def test_prieto_goal_is_the_collapse_and_orthograd_without_memorization(tmp_path):
     stalled = fit_curve(150, None, 5000, zero_loss=0.7)
     text, met = prieto(tmp_path, stalled, fit_curve(200, 250, 250, zero_loss=0.0))
-    assert [row[-1] for row in table_rows(text)] == ["memorization", "comprehension",
-                                                      "memorization"]  # fmt: skip
+    assert [row[-1] for row in table_rows(text)] == [
+        "memorization",
+        "comprehension",
+        "memorization",
+    ]
     assert met  # StableMax short of 90% on the transformer does not fail it: prieto_mlp's goal
     # ⊥Grad that generalizes only 1,000 steps after fitting grokked: it had a memorization phase
     _, late = prieto(tmp_path / "b", stalled, fit_curve(200, 1200, 1200, zero_loss=0.0))
     assert not late
     # softmax that keeps a loss on most of the training set has not collapsed
-    _, no_collapse = prieto(tmp_path / "c", fit_curve(150, None, 5000, zero_loss=0.3),
-                            fit_curve(200, 250, 250, zero_loss=0.0))  # fmt: skip
+    _, no_collapse = prieto(
+        tmp_path / "c",
+        fit_curve(150, None, 5000, zero_loss=0.3),
+        fit_curve(200, 250, 250, zero_loss=0.0),
+    )
     assert not no_collapse
     # one that collapsed (0.86 at step 4,250) before a loss spike reset it (0.34 at the end)
     slingshot = fit_curve(150, None, 5000, zero_loss=0.34)
@@ -110,15 +146,22 @@ def test_prieto_goal_is_the_collapse_and_orthograd_without_memorization(tmp_path
     assert met and table_rows(text)[0][6] == "0.340 (0.860)"
 
 
-def prieto_mlp(tmp_path: Path, stablemax: list[list[dict]], softmax: list[dict],
-               status="TERMINATED"):  # fmt: skip
+def prieto_mlp(
+    tmp_path: Path, stablemax: list[list[dict]], softmax: list[dict], status="TERMINATED"
+):
     """A softmax trial (seed 0) and a StableMax trial per curve (seeds 0, 1, ...); the last
     StableMax trial has `status`."""
     trials = [trial("s0", {"training.loss": "softmax", "training.seed": 0}, softmax)]
     for seed, rows in enumerate(stablemax):
         last = seed == len(stablemax) - 1
-        trials.append(trial(f"t{seed}", {"training.loss": "stablemax", "training.seed": seed},
-                            rows, status if last else "TERMINATED"))  # fmt: skip
+        trials.append(
+            trial(
+                f"t{seed}",
+                {"training.loss": "stablemax", "training.seed": seed},
+                rows,
+                status if last else "TERMINATED",
+            )
+        )
     return prieto_mlp_table(make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials))
 
 
@@ -134,13 +177,19 @@ def test_prieto_mlp_reads_each_loss_and_seed_at_the_published_steps(tmp_path):
     assert "the step to 90%: softmax not reached, stablemax 45,250." in text
     # ended by the stop rule at 46,000: the later columns show where it stopped, marked so
     text, met = prieto_mlp(tmp_path / "b", [stablemax[:184]], softmax)
-    assert table_rows(text)[-1][2:] == ["0.00", "0.50", "0.93 (stopped)", "0.93 (stopped)",
-                                        "45,250", "46,000", "0.500"]  # fmt: skip
+    assert table_rows(text)[-1][2:] == [
+        "0.00",
+        "0.50",
+        "0.93 (stopped)",
+        "0.93 (stopped)",
+        "45,250",
+        "46,000",
+        "0.500",
+    ]
     assert met and "the stop rule ended the trial sooner" in text
     # interrupted at 44,000 (still running when the sweep was stopped): not run, not reached
     text, met = prieto_mlp(tmp_path / "c", [stablemax[:176]], softmax, status="RUNNING")
-    assert table_rows(text)[-1][2:] == ["0.00", "0.50", "-", "-", "not reached", "44,000",
-                                        "0.500"]  # fmt: skip
+    assert table_rows(text)[-1][2:] == ["0.00", "0.50", "-", "-", "not reached", "44,000", "0.500"]
     assert not met
 
 
@@ -159,9 +208,12 @@ def test_prieto_mlp_goal_is_the_median_stablemax_seed(tmp_path):
 def grokfast(tmp_path: Path, baseline: list[dict], status: str = "TERMINATED"):
     trials = [
         trial("t0", {"training.grokfast": False, "training.weight_decay": 0.0}, baseline, status),
-        trial("t1", {"training.grokfast": True, "training.weight_decay": 0.005},
-              accuracy_curve({1450: 0.96}, 1500, every=50)),
-    ]  # fmt: skip
+        trial(
+            "t1",
+            {"training.grokfast": True, "training.weight_decay": 0.005},
+            accuracy_curve({1450: 0.96}, 1500, every=50),
+        ),
+    ]
     return grokfast_table(make_report(tmp_path / "g", "g.toml", "val/accuracy", "max", trials))
 
 
@@ -179,12 +231,19 @@ def test_grokfast_speedup_is_measured_or_bounded_by_a_baseline_that_ran_out(tmp_
 def test_a_table_reads_a_key_that_set_pinned_from_the_experiments_settings(tmp_path):
     """`--set training.loss=stablemax` takes the loss out of the space: no trial's config names
     it, and the table reads it from the experiment's resolved settings instead."""
-    trials = [trial(f"t{seed}", {"training.seed": seed},
-                    accuracy_curve({40000: 0.5, 60000 + seed: 0.93}, 80000))
-              for seed in (1, 2)]  # fmt: skip
+    trials = [
+        trial(
+            f"t{seed}",
+            {"training.seed": seed},
+            accuracy_curve({40000: 0.5, 60000 + seed: 0.93}, 80000),
+        )
+        for seed in (1, 2)
+    ]
     report = make_report(tmp_path / "p", "p.toml", "val/accuracy", "max", trials)
-    resolved = {"training": {"loss": "stablemax", "seed": 0, "betas": [0.9, 0.999]},
-                "sweep": {"space": {"training.seed": [1, 2]}}}  # fmt: skip
+    resolved = {
+        "training": {"loss": "stablemax", "seed": 0, "betas": [0.9, 0.999]},
+        "sweep": {"space": {"training.seed": [1, 2]}},
+    }
     complete = with_settings(report, resolved)
     assert [t.config for t in complete.trials] == [
         {"training.loss": "stablemax", "training.seed": seed, "training.betas": [0.9, 0.999]}

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_loop import tiny
+from helpers import tiny
 
 from arbiter.core.loop import train
 from arbiter.core.metrics import read_metrics
@@ -90,9 +90,14 @@ def test_init_scale_multiplies_every_matrix():
 
 
 def test_the_core_trains_it_to_fit_its_training_set(tmp_path):
-    config = tiny(model={"arch": "mlp", "mlp": "relu", "dim": 64, "init": "torch"},
-                  batch_size="full", learning_rate=1e-2, steps=150, eval_interval=50,
-                  weight_decay=0.0)  # fmt: skip
+    config = tiny(
+        model={"arch": "mlp", "mlp": "relu", "dim": 64, "init": "torch"},
+        batch_size="full",
+        learning_rate=1e-2,
+        steps=150,
+        eval_interval=50,
+        weight_decay=0.0,
+    )
     result = train(config, tmp_path)
     assert result.metrics["train/accuracy"] == 1.0
     rows = read_metrics(tmp_path)

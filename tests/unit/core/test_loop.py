@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny
 
 from arbiter.config.schema import Config
 from arbiter.core.checkpoint import latest_checkpoint, load_checkpoint
@@ -25,19 +26,6 @@ from arbiter.errors import UserError
 # Wall-clock figures differ between any two runs (MFU is tokens/s over the GPU's peak);
 # everything else must match exactly.
 TIMING = {"tokens_per_s", "mfu", "memory/peak_bytes"}
-
-
-def tiny(dropout: float = 0.0, model=None, data=None, **training) -> Config:
-    return Config.model_validate(
-        {
-            "model": {"dim": 32, "n_layers": 2, "n_heads": 2, "dropout": dropout, **(model or {})},
-            "data": {"modulus": 23, "train_fraction": 0.5, **(data or {})},
-            "training": {"batch_size": 64, "steps": 60, "warmup_steps": 5,
-                         "eval_interval": 10, **training},
-            "checkpoint": {"interval": 20, "keep": 5},
-            "logging": {"log_interval": 10, "enable_tensorboard": False},
-        }
-    )  # fmt: skip
 
 
 def without_timing(rows):
@@ -90,18 +78,27 @@ def test_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
 LITERATURE = dict(
     model={"norm": "none", "positions": "learned", "mlp": "relu", "init_scale": 3.0},
     data={"split": "no_mirror"},
-    batch_size="full", loss="stablemax", loss_dtype="fp64", orthograd=True, optimizer="sgd",
-    momentum=0.9, learning_rate=0.1,
-)  # fmt: skip
+    batch_size="full",
+    loss="stablemax",
+    loss_dtype="fp64",
+    orthograd=True,
+    optimizer="sgd",
+    momentum=0.9,
+    learning_rate=0.1,
+)
 
 
 @pytest.mark.parametrize(
     "config",
-    [tiny(dropout=0.1), tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0),
-     tiny(**LITERATURE), tiny(optimizer="adam", eps=1e-25, weight_decay=0.01),
-     tiny(model={"arch": "mlp", "mlp": "gelu", "mlp_bias": True}, loss="stablemax")],
+    [
+        tiny(dropout=0.1),
+        tiny(grokfast=True, grokfast_alpha=0.9, grokfast_lamb=3.0),
+        tiny(**LITERATURE),
+        tiny(optimizer="adam", eps=1e-25, weight_decay=0.01),
+        tiny(model={"arch": "mlp", "mlp": "gelu", "mlp_bias": True}, loss="stablemax"),
+    ],
     ids=["dropout", "grokfast", "literature", "adam", "mlp"],
-)  # fmt: skip
+)
 def test_state_outside_the_model_resumes_exactly_too(tmp_path, config):
     """Dropout draws from the global RNG and Grokfast keeps gradient averages: both must come
     back with the checkpoint."""
@@ -137,10 +134,25 @@ def test_checkpoints_hold_everything_needed(tmp_path):
 def test_metrics_rows_carry_the_documented_keys(tmp_path):
     train(tiny(), tmp_path)
     rows = read_metrics(tmp_path)
-    expected = {"step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr",
-                "grad_norm", "weight_norm", "decayed_weight_norm", "output_weight_norm",
-                "train/zero_loss_fraction", "train/max_margin", "tokens_per_s",
-                "memory/peak_bytes", "device", "precision", "attention"}  # fmt: skip
+    expected = {
+        "step",
+        "train/loss",
+        "train/accuracy",
+        "val/loss",
+        "val/accuracy",
+        "lr",
+        "grad_norm",
+        "weight_norm",
+        "decayed_weight_norm",
+        "output_weight_norm",
+        "train/zero_loss_fraction",
+        "train/max_margin",
+        "tokens_per_s",
+        "memory/peak_bytes",
+        "device",
+        "precision",
+        "attention",
+    }
     assert expected <= rows[-1].keys()
     assert 0 < rows[-1]["output_weight_norm"] < rows[-1]["weight_norm"]
     # where `auto` trains: the CPU in fp32 in CI, a GPU (bf16 on Ampere or newer) elsewhere
@@ -154,9 +166,16 @@ def test_softmax_collapse_is_measured_and_fp64_or_stablemax_avoid_it(tmp_path):
     """Prieto et al. 2025: without weight decay the training logits grow until an fp32 softmax
     rounds confident examples' loss to exactly zero (they give no gradient). The same weights
     scored with an fp64 loss have fewer such examples, with StableMax none."""
-    config = tiny(model={"norm": "none", "init_scale": 3.0}, weight_decay=0.0,
-                  learning_rate=1e-2, steps=200, eval_interval=100, warmup_steps=0,
-                  grad_clip=0.0, batch_size="full")  # fmt: skip
+    config = tiny(
+        model={"norm": "none", "init_scale": 3.0},
+        weight_decay=0.0,
+        learning_rate=1e-2,
+        steps=200,
+        eval_interval=100,
+        warmup_steps=0,
+        grad_clip=0.0,
+        batch_size="full",
+    )
     fp32 = train(config, tmp_path).metrics
     assert fp32["train/accuracy"] >= 0.99 and fp32["train/max_margin"] > 20
     assert fp32["train/zero_loss_fraction"] > 0.02
@@ -200,13 +219,21 @@ def test_modular_addition_groks(tmp_path):
         {
             "model": {"dim": 64, "n_layers": 1, "n_heads": 4, "mlp": "gelu", "mlp_dim": 256},
             "data": {"modulus": 97, "train_fraction": 0.5},
-            "training": {"batch_size": 512, "learning_rate": 1e-3, "weight_decay": 1.0,
-                         "betas": [0.9, 0.98], "lr_schedule": "constant", "steps": 4000,
-                         "warmup_steps": 10, "eval_interval": 50, "precision": "fp32"},
+            "training": {
+                "batch_size": 512,
+                "learning_rate": 1e-3,
+                "weight_decay": 1.0,
+                "betas": [0.9, 0.98],
+                "lr_schedule": "constant",
+                "steps": 4000,
+                "warmup_steps": 10,
+                "eval_interval": 50,
+                "precision": "fp32",
+            },
             "checkpoint": {"enable": False},
             "logging": {"log_interval": 50, "enable_tensorboard": False},
         }
-    )  # fmt: skip
+    )
 
     def stop_once_grokked(metrics, saved):
         if metrics["val/accuracy"] >= 0.99:
@@ -249,8 +276,7 @@ def test_arbiter_train_killed_and_resumed_matches_a_straight_run(tmp_path, write
     """,
     )
     arbiter = [sys.executable, "-m", "arbiter", "train", "--config", str(config)]
-    subprocess.run([*arbiter, "--out", str(tmp_path / "straight")], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run([*arbiter, "--out", str(tmp_path / "straight")], check=True, capture_output=True)
     cut = tmp_path / "cut"
     process = subprocess.Popen([*arbiter, "--out", str(cut)], stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -299,8 +325,12 @@ def test_resuming_a_finished_run_reports_its_final_state_once(tmp_path):
     config = tiny()
     first = train(config, tmp_path)
     calls = []
-    again = train(config, tmp_path, reporter=lambda m, saved: calls.append(m),
-                  resume_from=latest_checkpoint(tmp_path)[0])  # fmt: skip
+    again = train(
+        config,
+        tmp_path,
+        reporter=lambda m, saved: calls.append(m),
+        resume_from=latest_checkpoint(tmp_path)[0],
+    )
     assert again.step == 60 and len(calls) == 1
     assert calls[0]["val/accuracy"] == first.metrics["val/accuracy"]
 

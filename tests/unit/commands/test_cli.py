@@ -53,8 +53,9 @@ def test_validate_reports_each_bad_file_and_fails(cli, write):
 def test_dry_run_prints_one_row_per_trial(cli, write, tmp_path):
     template = write("t.toml", GOOD_TEMPLATE)
     storage = tmp_path / "storage"
-    code, out, err = cli("sweep", "--template", template, "--gpus", "4", "--dry-run",
-                         "--storage", storage)  # fmt: skip
+    code, out, err = cli(
+        "sweep", "--template", template, "--gpus", "4", "--dry-run", "--storage", storage
+    )
     assert code == 0, err
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in rows] == [str(i) for i in range(6)]
@@ -79,15 +80,19 @@ def test_python_dash_m_and_no_ray_import_for_validate(write):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    module = subprocess.run([sys.executable, "-m", "arbiter", "--version"], capture_output=True,
-                            text=True)  # fmt: skip
+    module = subprocess.run(
+        [sys.executable, "-m", "arbiter", "--version"], capture_output=True, text=True
+    )
     assert module.returncode == 0 and module.stdout.startswith("arbiter ")
 
 
 def test_train_runs_without_importing_ray_or_matplotlib(write, tmp_path):
     """`arbiter train` is the single-run flow: it must start fast, without the sweep stack."""
-    config = write("run.toml", "[model]\ndim = 32\nn_layers = 1\nn_heads = 2\n"
-                   "[training]\nsteps = 5\nwarmup_steps = 0\nbatch_size = 16\n")  # fmt: skip
+    config = write(
+        "run.toml",
+        "[model]\ndim = 32\nn_layers = 1\nn_heads = 2\n"
+        "[training]\nsteps = 5\nwarmup_steps = 0\nbatch_size = 16\n",
+    )
     code = (
         "import sys; from arbiter.cli import main; "
         f"rc = main(['train', '--config', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}]); "

@@ -9,22 +9,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def table_rows(output: str) -> list[list[str]]:
-    """The cells of every body row of the markdown tables in `output` (headers left out)."""
-    lines = output.splitlines()
-    rows = []
-    for line, following in zip(lines, [*lines[1:], ""], strict=True):
-        is_header = following.startswith("|---")
-        if line.startswith("|") and not line.startswith("|---") and not is_header:
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    return rows
+from helpers import ROOT, table_rows
 
 
 def run_smoke_test(script: str) -> str:
@@ -145,8 +132,9 @@ sys.exit(run_through_interrupts([sys.executable, "-c", sys.argv[1]]))
 def test_a_benchmarks_arbiter_command_is_stopped_by_sigint_and_waited_for(sig) -> None:
     """What `reproduce.py` and the sweep benchmarks run their `arbiter` commands through: a
     Ctrl-C, a closed terminal or a `kill` of the script reaches the command as one SIGINT."""
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert parent.stdout.readline() == "ready\n"
     parent.send_signal(sig)
     output, _ = parent.communicate(timeout=30)
@@ -158,8 +146,11 @@ def test_a_benchmarks_arbiter_command_is_stopped_by_sigint_and_waited_for(sig) -
 def test_prieto_reference_smoke_test_trains_their_network_either_way(seeding) -> None:
     done = subprocess.run(
         [sys.executable, "benchmarks/prieto_reference.py", "--smoke-test", "--seeding", seeding],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ((label, accuracy),) = table_rows(done.stdout)
     assert label == "validation accuracy" and 0 <= float(accuracy) < 0.05  # it has not grokked

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
 import pytest
-from conftest import run, status, tiny_run
+from helpers import run, status, sweep_args, tiny_run
 
 from arbiter.config.schema import Config, GrokkingOptions
 from arbiter.tune.grokking_scheduler import GrokkingScheduler
@@ -28,12 +28,21 @@ def scheduler(**options) -> GrokkingScheduler:
 
 
 def row(step: int, val: float, norm: float, train: float = 1.0, eval_step: int | None = None):
-    return {"step": step, "eval_step": step if eval_step is None else eval_step,
-            "val/accuracy": val, "train/accuracy": train, "decayed_weight_norm": norm}  # fmt: skip
+    return {
+        "step": step,
+        "eval_step": step if eval_step is None else eval_step,
+        "val/accuracy": val,
+        "train/accuracy": train,
+        "decayed_weight_norm": norm,
+    }
 
 
-def stream(val: Callable[[int], float], norm: Callable[[int], float], train: float = 1.0,
-           steps: Iterable[int] = range(10, 1001, 10)) -> list[dict]:  # fmt: skip
+def stream(
+    val: Callable[[int], float],
+    norm: Callable[[int], float],
+    train: float = 1.0,
+    steps: Iterable[int] = range(10, 1001, 10),
+) -> list[dict]:
     """A report every 10 steps, each with a fresh evaluation."""
     return [row(s, val(s), norm(s), train) for s in steps]
 
@@ -59,8 +68,9 @@ def test_grokked_once_then_dropped_continues():
 
 def test_repeated_rows_of_one_evaluation_count_once():
     # a report every 10 steps, an evaluation every 50: five rows carry each evaluation
-    rows = [row(s, 0.0 if s < 50 else 0.995, 30, eval_step=s // 50 * 50)
-            for s in range(10, 200, 10)]  # fmt: skip
+    rows = [
+        row(s, 0.0 if s < 50 else 0.995, 30, eval_step=s // 50 * 50) for s in range(10, 200, 10)
+    ]
     decisions = decide(scheduler(patience=2), rows)
     assert decisions.index(STOP) == [r["step"] for r in rows].index(100)  # the 2nd evaluation
 
@@ -159,9 +169,11 @@ def test_a_pickled_scheduler_decides_as_the_original():
 
 def test_sweep_builds_it_from_the_template_options():
     config = Config.model_validate(
-        {"training": {"steps": 1000},
-         "sweep": {"scheduler": "grokking", "grokking": {"fit_budget": 300, "window": 50}}}
-    )  # fmt: skip
+        {
+            "training": {"steps": 1000},
+            "sweep": {"scheduler": "grokking", "grokking": {"fit_budget": 300, "window": 50}},
+        }
+    )
     built = _scheduler(config.sweep, config)
     assert isinstance(built, GrokkingScheduler)
     assert (built.time_attr, built.fit_budget, built.window) == ("step", 300, 50)
@@ -195,8 +207,7 @@ SWEEP = tiny_run(
 @pytest.mark.slow
 def test_a_sweep_stops_grokked_and_hopeless_trials(cluster, tmp_path, write):
     template = write("grok.toml", SWEEP)
-    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
-               "--storage", tmp_path, "--name", "grok")  # fmt: skip
+    done = run(*sweep_args(template, gpus=4, address=cluster, storage=tmp_path, name="grok"))
     assert done.returncode == 0, done.stdout + done.stderr
     trials = status("grok", tmp_path)["trials"]
     assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)

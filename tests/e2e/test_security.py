@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import arbiter, run, tiny_run
+from helpers import arbiter, run, sweep_args, tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +40,13 @@ def test_the_dashboard_listens_on_loopback_only(tmp_path, write):
     assert not outside.startswith("127."), "this check needs a non-loopback interface"
     template = write("t.toml", short(3000))
     sweep = subprocess.Popen(
-        arbiter("sweep", "--template", template, "--gpus", 0, "--storage", tmp_path,
-                "--name", "dash"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        arbiter(
+            "sweep", "--template", template, "--gpus", 0, "--storage", tmp_path, "--name", "dash"
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = None
         deadline = time.monotonic() + 120
@@ -64,8 +67,7 @@ def test_the_dashboard_listens_on_loopback_only(tmp_path, write):
 
 def test_resume_refuses_a_changed_template_and_touches_nothing(cluster, tmp_path, write):
     template = write("t.toml", short(100))
-    done = run("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-               "--storage", tmp_path, "--name", "fixed")  # fmt: skip
+    done = run(*sweep_args(template, gpus=2, address=cluster, storage=tmp_path, name="fixed"))
     assert done.returncode == 0, done.stdout + done.stderr
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "fixed").rglob("*")}
     template.write_text(template.read_text().replace("[0, 1]", "[0, 1, 2]"))

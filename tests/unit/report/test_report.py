@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import run, tiny_run
+from helpers import run, sweep_args, tiny_run, trial
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
@@ -24,16 +24,14 @@ from arbiter.commands.report import load_report
 from arbiter.config.loading import load_config
 from arbiter.core.grokking import PHASES, measures_from_rows
 from arbiter.experiments.record import RECORD
-from arbiter.experiments.trials import TrialStatus, result_rows
+from arbiter.experiments.trials import result_rows
 from arbiter.report.data import (
-    TrialReport,
     make_report,
     one_row_per_step,
     ranked,
     series,
     sort_values,
     swept_keys,
-    trial_report,
 )
 from arbiter.report.plots import FILES, draw_all, grokking_curves, phase_diagram
 from arbiter.report.summary import summary_json, summary_markdown
@@ -47,17 +45,21 @@ def curve(steps: int, fit: int | None, grok: int | None, every: int = 50) -> lis
     for step in range(every, steps + every, every):
         train = 1.0 if fit is not None and step >= fit else 0.5 * step / steps
         val = 1.0 if grok is not None and step >= grok else 0.3 * step / steps
-        rows.append({"step": step, "eval_step": step, "train/accuracy": train,
-                     "val/accuracy": val, "train/loss": 2.0 - 1.9 * train,
-                     "val/loss": 3.0 - 2.9 * val, "weight_norm": 20.0 + step / 100,
-                     "lr": 1e-3, "grad_norm": 0.5, "tokens_per_s": 1e4})  # fmt: skip
+        rows.append(
+            {
+                "step": step,
+                "eval_step": step,
+                "train/accuracy": train,
+                "val/accuracy": val,
+                "train/loss": 2.0 - 1.9 * train,
+                "val/loss": 3.0 - 2.9 * val,
+                "weight_norm": 20.0 + step / 100,
+                "lr": 1e-3,
+                "grad_norm": 0.5,
+                "tokens_per_s": 1e4,
+            }
+        )
     return rows
-
-
-def trial(tid: str, config: dict, rows: list[dict], status: str = "TERMINATED") -> TrialReport:
-    values = [r["val/accuracy"] for r in rows]
-    best = max(values) if values else None
-    return trial_report(TrialStatus(tid, status, "", config, {}, best, None), rows)
 
 
 def grid_report(tmp_path: Path, cells: dict[tuple[float, float], list[dict]]):
@@ -74,9 +76,16 @@ def grid_report(tmp_path: Path, cells: dict[tuple[float, float], list[dict]]):
 
 def test_repeated_steps_keep_the_last_row_in_step_order():
     # a trial restarted from its step-100 checkpoint reports 150 and 200 again
-    rows = [{"step": 50, "v": 1}, {"step": 100, "v": 2}, {"step": 150, "v": 3},
-            {"step": 200, "v": 4}, {"step": 150, "v": 5}, {"step": 200, "v": 6},
-            {"step": 250, "v": 7}, {"no step": True}]  # fmt: skip
+    rows = [
+        {"step": 50, "v": 1},
+        {"step": 100, "v": 2},
+        {"step": 150, "v": 3},
+        {"step": 200, "v": 4},
+        {"step": 150, "v": 5},
+        {"step": 200, "v": 6},
+        {"step": 250, "v": 7},
+        {"no step": True},
+    ]
     kept = one_row_per_step(rows)
     assert [(r["step"], r["v"]) for r in kept] == [(50, 1), (100, 2), (150, 5), (200, 6), (250, 7)]
     assert one_row_per_step([]) == []
@@ -88,42 +97,67 @@ def test_a_resumed_trial_measures_like_one_that_never_stopped():
     resumed = rows[:6] + rows[3:]  # steps 200..300 reported twice
     t = trial("a", {}, resumed)
     assert [r["step"] for r in t.rows] == [r["step"] for r in rows]
-    assert t.measures == measures_from_rows(rows) == {
-        "steps_to_fit": 200, "steps_to_grok": 450, "grok_delay": 250}  # fmt: skip
-    assert t.step == 600 and t.final["val/accuracy"] == 1.0 and set(t.final) == {
-        "train/accuracy", "val/accuracy", "train/loss", "val/loss"}  # fmt: skip
+    assert (
+        t.measures
+        == measures_from_rows(rows)
+        == {"steps_to_fit": 200, "steps_to_grok": 450, "grok_delay": 250}
+    )
+    assert (
+        t.step == 600
+        and t.final["val/accuracy"] == 1.0
+        and set(t.final) == {"train/accuracy", "val/accuracy", "train/loss", "val/loss"}
+    )
 
 
 def test_unreached_measures_are_absent_and_series_skip_gaps():
     t = trial("a", {}, curve(300, fit=100, grok=None))
     assert t.measures == {"steps_to_fit": 100}
-    rows = [{"step": 1, "x": 1.0}, {"step": 2}, {"step": 3, "x": math.nan},
-            {"step": 4, "x": True}, {"step": 5, "x": 2}]  # fmt: skip
+    rows = [
+        {"step": 1, "x": 1.0},
+        {"step": 2},
+        {"step": 3, "x": math.nan},
+        {"step": 4, "x": True},
+        {"step": 5, "x": 2},
+    ]
     assert series(rows, "x") == ([1, 5], [1.0, 2.0])
     empty = trial("b", {}, [], status="PENDING")
     assert (empty.rows, empty.step, empty.measures, empty.final) == ([], None, {}, {})
 
 
 def test_swept_keys_are_those_that_vary_in_a_natural_order():
-    trials = [trial(str(i), {"a": a, "b": 1, "c": c}, []) for i, (a, c) in
-              enumerate([(10, "x"), (9, "y"), (0.5, "x")])]  # fmt: skip
+    trials = [
+        trial(str(i), {"a": a, "b": 1, "c": c}, [])
+        for i, (a, c) in enumerate([(10, "x"), (9, "y"), (0.5, "x")])
+    ]
     assert swept_keys(trials, ["a", "b", "c"]) == ["a", "c"]
     assert sort_values([10, 9, 0.5, 9]) == [0.5, 9, 10]
     assert sort_values(["mul", "add", 3, [0.9, 0.98]]) == [3, "add", "mul", [0.9, 0.98]]
 
 
 def test_ranking_breaks_ties_by_the_earlier_grok(tmp_path):
-    report = grid_report(tmp_path, {
-        (0.1, 0.3): curve(600, 200, 550), (0.1, 0.5): curve(600, 100, 150),
-        (1.0, 0.3): curve(600, 200, None), (1.0, 0.5): curve(600, 100, 300)})  # fmt: skip
+    report = grid_report(
+        tmp_path,
+        {
+            (0.1, 0.3): curve(600, 200, 550),
+            (0.1, 0.5): curve(600, 100, 150),
+            (1.0, 0.3): curve(600, 200, None),
+            (1.0, 0.5): curve(600, 100, 300),
+        },
+    )
     assert [t.id for t in ranked(report)] == ["t1", "t3", "t0", "t2"]
     assert ranked(replace(report, mode="min"))[0].id == "t2"
 
 
 def test_summary_lists_every_trial_with_null_for_unreached(tmp_path):
-    report = grid_report(tmp_path, {
-        (0.1, 0.3): curve(600, 200, 550), (0.1, 0.5): curve(600, 100, 150),
-        (1.0, 0.3): curve(600, 200, None), (1.0, 0.5): []})  # fmt: skip
+    report = grid_report(
+        tmp_path,
+        {
+            (0.1, 0.3): curve(600, 200, 550),
+            (0.1, 0.5): curve(600, 100, 150),
+            (1.0, 0.3): curve(600, 200, None),
+            (1.0, 0.5): [],
+        },
+    )
     plots = {"grokking": "grokking_curves.png", "phase_diagram": "phase_diagram.png"}
     data = summary_json(report, plots)
     json.dumps(data)  # plain JSON
@@ -154,9 +188,15 @@ def assert_png(path: Path, min_width: int = 400, min_height: int = 300) -> None:
 
 
 def test_two_swept_parameters_draw_a_phase_diagram(tmp_path):
-    report = grid_report(tmp_path, {
-        (0.1, 0.3): curve(600, 200, 550), (0.1, 0.5): curve(600, 100, 150),
-        (1.0, 0.3): curve(600, 200, None), (1.0, 0.5): curve(300, 100, None)})  # fmt: skip
+    report = grid_report(
+        tmp_path,
+        {
+            (0.1, 0.3): curve(600, 200, 550),
+            (0.1, 0.5): curve(600, 100, 150),
+            (1.0, 0.3): curve(600, 200, None),
+            (1.0, 0.5): curve(300, 100, None),
+        },
+    )
     report.trials[3] = replace(report.trials[3], status="RUNNING")
     plots = draw_all(report, tmp_path)
     assert list(plots) == ["grokking", "loss", "weight_norm", "phase_diagram"]
@@ -166,8 +206,12 @@ def test_two_swept_parameters_draw_a_phase_diagram(tmp_path):
     figure = phase_diagram(report)
     texts = sorted(t.get_text() for t in figure.axes[0].texts)
     # each cell: its phase, then the step it grokked at (a running trial may still grok)
-    assert texts == ["comprehension\n99% at 150", "comprehension\n99% at 550", "memorization",
-                     "memorization\nrunning"]  # fmt: skip
+    assert texts == [
+        "comprehension\n99% at 150",
+        "comprehension\n99% at 550",
+        "memorization",
+        "memorization\nrunning",
+    ]
     # coloured by phase: the cells' values index PHASES, each phase in the legend once
     cells = figure.axes[0].images[0].get_array()
     comprehension, memorization = PHASES.index("comprehension"), PHASES.index("memorization")
@@ -184,15 +228,21 @@ def test_repeats_of_a_grid_point_show_the_median_and_how_many_grokked(tmp_path):
     ]
     report = make_report(tmp_path / "rep", "t.toml", "val/accuracy", "max", trials)
     texts = sorted(t.get_text() for t in phase_diagram(report).axes[0].texts)
-    assert texts == ["comprehension\n99% at 100", "comprehension\n99% at 200 (1/2)",
-                     "comprehension\n99% at 400", "memorization"]  # fmt: skip
+    assert texts == [
+        "comprehension\n99% at 100",
+        "comprehension\n99% at 200 (1/2)",
+        "comprehension\n99% at 400",
+        "memorization",
+    ]
     labels = [ax.get_title() for ax in grokking_curves(report).axes if ax.get_visible()]
     assert "a=1, b=1 (t0)" in labels and len(labels) == 6  # repeats named by their id
 
 
 def test_one_swept_parameter_draws_the_metric_against_it(tmp_path):
-    trials = [trial(f"t{i}", {"training.learning_rate": lr}, curve(400, 100, grok))
-              for i, (lr, grok) in enumerate([(1e-4, None), (1e-3, 300), (1e-2, 150)])]  # fmt: skip
+    trials = [
+        trial(f"t{i}", {"training.learning_rate": lr}, curve(400, 100, grok))
+        for i, (lr, grok) in enumerate([(1e-4, None), (1e-3, 300), (1e-2, 150)])
+    ]
     report = make_report(tmp_path / "lr", "lr.toml", "val/accuracy", "max", trials)
     (tmp_path / FILES["phase_diagram"]).write_bytes(b"an older report's")
     plots = draw_all(report, tmp_path)
@@ -226,11 +276,20 @@ def test_thirty_two_trials_and_random_draws_stay_readable(tmp_path):
 def test_panel_titles_of_three_swept_keys_fit_their_panels(tmp_path):
     """Every panel is titled with its trial's swept values; with three keys (the Prieto grid)
     one line would run into the next panel's title, so it wraps between values."""
-    grid = [(loss, dtype, orthograd) for loss in ("softmax", "stablemax")
-            for dtype in ("fp32", "fp64") for orthograd in (False, True)]  # fmt: skip
-    trials = [trial(f"t{i}", {"training.loss": loss, "training.loss_dtype": dtype,
-                              "training.orthograd": orthograd}, curve(400, 100, 300))
-              for i, (loss, dtype, orthograd) in enumerate(grid)]  # fmt: skip
+    grid = [
+        (loss, dtype, orthograd)
+        for loss in ("softmax", "stablemax")
+        for dtype in ("fp32", "fp64")
+        for orthograd in (False, True)
+    ]
+    trials = [
+        trial(
+            f"t{i}",
+            {"training.loss": loss, "training.loss_dtype": dtype, "training.orthograd": orthograd},
+            curve(400, 100, 300),
+        )
+        for i, (loss, dtype, orthograd) in enumerate(grid)
+    ]
     report = make_report(tmp_path / "three", "three.toml", "val/accuracy", "max", trials)
     fig = grokking_curves(report)
     FigureCanvasAgg(fig).draw()
@@ -287,17 +346,21 @@ def swept(cluster, tmp_path_factory) -> Path:
     storage = tmp_path_factory.mktemp("report")
     template = storage / "grid.toml"
     template.write_text(textwrap.dedent(GRID))
-    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
-               "--storage", storage, "--name", "grid", timeout=600)  # fmt: skip
+    done = run(
+        *sweep_args(template, gpus=4, address=cluster, storage=storage, name="grid"),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return storage / "grid"
 
 
 def tune_files(experiment: Path) -> dict[str, str]:
     """Every file of the experiment outside the report folder -> a hash of its bytes."""
-    return {str(p.relative_to(experiment)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(experiment.rglob("*"))
-            if p.is_file() and "report" not in p.relative_to(experiment).parts}  # fmt: skip
+    return {
+        str(p.relative_to(experiment)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(experiment.rglob("*"))
+        if p.is_file() and "report" not in p.relative_to(experiment).parts
+    }
 
 
 @pytest.mark.slow

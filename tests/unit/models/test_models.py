@@ -13,7 +13,7 @@ import models.theos as theos_module
 from models import Theos, TheosConfig, causal_attention, choose_kernel, flash_attn_available
 from models.theos import apply_rope, rope_tables
 
-TINY = TheosConfig(vocab_size=61, seq_len=16, dim=32, n_layers=2, n_heads=4)
+TINY = TheosConfig(vocab_size=61, seq_len=16, dim=32, n_layers=2, n_heads=4, mlp_dim=128)
 
 
 def make(seed: int = 0, **overrides) -> Theos:
@@ -60,11 +60,15 @@ def test_sequence_longer_than_seq_len_raises():
         make()(tokens(T=TINY.seq_len + 1))
 
 
-def test_hidden_dim_defaults():
-    assert dataclasses.replace(TINY, mlp="gelu").hidden_dim() == 4 * 32
-    assert TINY.hidden_dim() == 128  # int(8*32/3) = 85, rounded up to 128
-    assert dataclasses.replace(TINY, dim=96, n_heads=4).hidden_dim() == 256  # 256 exactly
-    assert dataclasses.replace(TINY, mlp_dim=40).hidden_dim() == 40
+def test_the_config_refuses_a_choice_it_does_not_have_and_a_missing_mlp_width():
+    # the default width is the run config's choice (tests/unit/config), not the model's
+    with pytest.raises(ValueError, match="mlp must be one of 'swiglu', 'gelu', 'relu', got 'tanh'"):
+        dataclasses.replace(TINY, mlp="tanh")
+    with pytest.raises(ValueError, match="init must be one of"):
+        dataclasses.replace(TINY, init="xavier")
+    with pytest.raises(ValueError, match="mlp_dim must be positive, got 0"):
+        dataclasses.replace(TINY, mlp_dim=0)
+    assert Theos(dataclasses.replace(TINY, mlp_dim=40)).blocks[0].mlp.w1.out_features == 40
 
 
 @pytest.mark.parametrize("mlp", ["swiglu", "gelu", "relu"])
@@ -75,7 +79,7 @@ def test_parameter_count_matches_formula(mlp, tied, original):
     model = make(mlp=mlp, tie_embeddings=tied, **arch)
     V, d, L, T = TINY.vocab_size, TINY.dim, TINY.n_layers, TINY.seq_len
     m = 3 if mlp == "swiglu" else 2
-    h = model.config.hidden_dim()
+    h = model.config.mlp_dim
     norms = 0 if original else (2 * L + 1) * d
     positions = T * d if original else 0
     expected = V * d + L * (4 * d * d + m * d * h) + norms + (0 if tied else V * d) + positions
@@ -105,7 +109,7 @@ def test_the_original_grokking_architecture():
 @pytest.mark.parametrize("mlp", ["swiglu", "relu"])
 def test_mlp_biases_start_at_zero_and_count(mlp):
     plain, biased = make(mlp=mlp), make(mlp=mlp, mlp_bias=True)
-    h, d = plain.config.hidden_dim(), TINY.dim
+    h, d = plain.config.mlp_dim, TINY.dim
     per_layer = (2 * h if mlp == "swiglu" else h) + d  # w1 (and w3): h each; w2: d
     assert biased.num_parameters() - plain.num_parameters() == TINY.n_layers * per_layer
     mlp_layer = biased.blocks[0].mlp
@@ -116,16 +120,22 @@ def test_mlp_biases_start_at_zero_and_count(mlp):
 def test_each_init_draws_the_scales_of_its_source():
     """gpt2: N(0, 0.02^2) with the output projections 1/sqrt(2 n_layers) smaller; nanda: std
     1/sqrt(dim), the output layer 1/sqrt(vocab); torch: the layers' own defaults."""
-    wide = dataclasses.replace(TINY, dim=256, n_layers=8, vocab_size=400, mlp="gelu",
-                               mlp_bias=True)  # fmt: skip
+    wide = dataclasses.replace(
+        TINY, dim=256, n_layers=8, vocab_size=400, mlp="gelu", mlp_dim=1024, mlp_bias=True
+    )
 
     def stds(init: str) -> dict[str, float]:
         torch.manual_seed(0)
         model = Theos(dataclasses.replace(wide, init=init))
         block = model.blocks[0]
-        weights = {"embedding": model.tok_emb.weight, "qkv": block.attn.qkv.weight,
-                   "proj": block.attn.proj.weight, "mlp_out": block.mlp.w2.weight,
-                   "head": model.lm_head.weight, "bias": block.mlp.w1.bias}  # fmt: skip
+        weights = {
+            "embedding": model.tok_emb.weight,
+            "qkv": block.attn.qkv.weight,
+            "proj": block.attn.proj.weight,
+            "mlp_out": block.mlp.w2.weight,
+            "head": model.lm_head.weight,
+            "bias": block.mlp.w1.bias,
+        }
         return {name: weight.std().item() for name, weight in weights.items()}
 
     gpt2, nanda, default = stds("gpt2"), stds("nanda"), stds("torch")
@@ -133,9 +143,14 @@ def test_each_init_draws_the_scales_of_its_source():
         "gpt2": dict(embedding=0.02, qkv=0.02, proj=0.02 / 4, mlp_out=0.02 / 4, head=0.02),
         "nanda": dict(embedding=1 / 16, qkv=1 / 16, proj=1 / 16, mlp_out=1 / 16, head=1 / 20),
         # uniform in +-1/sqrt(fan_in): std 1/sqrt(3 fan_in); w1's bias likewise
-        "torch": dict(embedding=1.0, qkv=1 / math.sqrt(3 * 256), head=1 / math.sqrt(3 * 256),
-                      mlp_out=1 / math.sqrt(3 * 1024), bias=1 / math.sqrt(3 * 256)),
-    }  # fmt: skip
+        "torch": dict(
+            embedding=1.0,
+            qkv=1 / math.sqrt(3 * 256),
+            head=1 / math.sqrt(3 * 256),
+            mlp_out=1 / math.sqrt(3 * 1024),
+            bias=1 / math.sqrt(3 * 256),
+        ),
+    }
     for measured, (init, scales) in zip((gpt2, nanda, default), expected.items(), strict=True):
         for name, std in scales.items():
             assert measured[name] == pytest.approx(std, rel=0.1), (init, name)

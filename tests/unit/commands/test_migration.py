@@ -9,10 +9,9 @@ every mistake stays one line with exit code 2 (see docs/migration.md).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from conftest import run, status, tiny_run
+from helpers import ROOT, run, status, tiny_run
 
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.config.loading import load_config
@@ -20,7 +19,6 @@ from arbiter.config.templates import packaged_configs
 from arbiter.experiments.record import Record, read_record, template_hash
 from arbiter.experiments.storage import new_experiment
 
-REPO = Path(__file__).resolve().parents[1]
 SEED_BASE = "configs/sweep_templates/base_config.toml"
 # A CPU-sized run: the base config of the legacy sweep.
 BASE = tiny_run(150)
@@ -77,8 +75,18 @@ def test_dry_run_with_base_config_and_template(write, cli, tmp_path):
     base = write("base.toml", BASE)
     template = write("t.toml", TEMPLATE)
     storage = tmp_path / "storage"
-    code, out, err = cli("sweep", "--base-config", base, "--template", template,
-                         "--strategy", "grid", "--dry-run", "--storage", storage)  # fmt: skip
+    code, out, err = cli(
+        "sweep",
+        "--base-config",
+        base,
+        "--template",
+        template,
+        "--strategy",
+        "grid",
+        "--dry-run",
+        "--storage",
+        storage,
+    )
     assert code == 0, err
     assert err.splitlines() == [BASE_NOTE, STRATEGY_NOTE]
     assert [r[1] for r in rows(out)] == ["0.1", "1.0"]
@@ -114,24 +122,37 @@ def test_strategy_random_changes_the_plan(write, cli):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        pytest.param(["--gpus", "0"], "arbiter: error: sweep: a template is required: "
-                     "--template T (see `arbiter templates`), or the legacy --base-config FILE",
-                     id="neither-flag"),
-        pytest.param(["--base-config", "absent.toml"],
-                     "arbiter: error: --base-config absent.toml: file not found",
-                     id="missing-base"),
-        pytest.param(["--base-config", "run.toml"],
-                     "arbiter: error: --base-config run.toml: has no [sweep] table, so there is "
-                     "nothing to sweep; add --template T (see `arbiter templates`) or a [sweep] "
-                     "table (see docs/migration.md)", id="base-without-sweep"),
-        pytest.param(["--base-config", "run.toml", "--strategy", "bayes"],
-                     "arbiter sweep: error: argument --strategy: invalid choice: 'bayes' "
-                     "(choose from 'grid', 'random', 'optuna') (see arbiter sweep --help)",
-                     id="unknown-strategy"),
-        pytest.param(["--base-config", "base.toml", "--template", "absent.toml"],
-                     "arbiter: error: absent.toml: unknown template", id="missing-template"),
+        pytest.param(
+            ["--gpus", "0"],
+            "arbiter: error: sweep: a template is required: "
+            "--template T (see `arbiter templates`), or the legacy --base-config FILE",
+            id="neither-flag",
+        ),
+        pytest.param(
+            ["--base-config", "absent.toml"],
+            "arbiter: error: --base-config absent.toml: file not found",
+            id="missing-base",
+        ),
+        pytest.param(
+            ["--base-config", "run.toml"],
+            "arbiter: error: --base-config run.toml: has no [sweep] table, so there is "
+            "nothing to sweep; add --template T (see `arbiter templates`) or a [sweep] "
+            "table (see docs/migration.md)",
+            id="base-without-sweep",
+        ),
+        pytest.param(
+            ["--base-config", "run.toml", "--strategy", "bayes"],
+            "arbiter sweep: error: argument --strategy: invalid choice: 'bayes' "
+            "(choose from 'grid', 'random', 'optuna') (see arbiter sweep --help)",
+            id="unknown-strategy",
+        ),
+        pytest.param(
+            ["--base-config", "base.toml", "--template", "absent.toml"],
+            "arbiter: error: absent.toml: unknown template",
+            id="missing-template",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_legacy_input_is_one_line_with_exit_code_2(
     cli, write, monkeypatch, tmp_path, argv, expected
 ):
@@ -144,7 +165,7 @@ def test_bad_legacy_input_is_one_line_with_exit_code_2(
 
 
 def test_a_legacy_path_from_engine_gets_a_hint(cli, monkeypatch):
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     code, _, err = cli("sweep", "--base-config", f"../{SEED_BASE}", "--dry-run")
     assert code == ExitCode.USAGE
     assert one_error_line(err) == (
@@ -157,7 +178,7 @@ def test_the_seed_command_line(cli, monkeypatch):
     base_config.toml --strategy grid --gpus 4`, run from the repository root: the base config has
     no [sweep] table (the orchestrator's own default space is unknown), so it names the templates
     that extend it; with one of them added it plans that template's sweep on the base config."""
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     legacy = ["sweep", "--base-config", SEED_BASE, "--strategy", "grid", "--gpus", "4"]
     code, _, err = cli(*legacy, "--dry-run")
     assert code == ExitCode.USAGE
@@ -183,8 +204,14 @@ def test_the_strategy_choices_are_the_schemas(cli):
 
 
 def test_an_old_record_without_base_config_still_loads(tmp_path):
-    old = {"template": "t.toml", "sets": [], "template_hash": "0", "resolved": {}, "gpus": 0,
-           "cpus_per_trial": 1}  # fmt: skip
+    old = {
+        "template": "t.toml",
+        "sets": [],
+        "template_hash": "0",
+        "resolved": {},
+        "gpus": 0,
+        "cpus_per_trial": 1,
+    }
     (tmp_path / "arbiter.json").write_text(json.dumps(old))
     assert read_record(tmp_path).base_config is None
 
@@ -194,8 +221,15 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
     template = write("t.toml", TEMPLATE)
     sets = ["sweep.strategy=grid"]
     config = load_config(template, sets, base)
-    record = Record(str(template), sets, template_hash(config), config.model_dump(mode="json"),
-                    0, 1, base_config=str(base))  # fmt: skip
+    record = Record(
+        str(template),
+        sets,
+        template_hash(config),
+        config.model_dump(mode="json"),
+        0,
+        1,
+        base_config=str(base),
+    )
     path = new_experiment(tmp_path / "storage", "exp", record)
     (path / "tuner.pkl").write_bytes(b"")  # as if Tune had saved its state
     (path / "experiment_state-0.json").write_text("{}")
@@ -213,9 +247,23 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
 def test_the_legacy_orchestrator_flags_run_a_sweep_and_resume(cluster, write, tmp_path):
     base = write("base.toml", BASE)
     template = write("t.toml", TEMPLATE)
-    done = run("sweep", "--base-config", base, "--template", template, "--strategy", "grid",
-               "--gpus", 0, "--address", cluster, "--storage", tmp_path,
-               "--name", "legacy")  # fmt: skip
+    done = run(
+        "sweep",
+        "--base-config",
+        base,
+        "--template",
+        template,
+        "--strategy",
+        "grid",
+        "--gpus",
+        0,
+        "--address",
+        cluster,
+        "--storage",
+        tmp_path,
+        "--name",
+        "legacy",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert BASE_NOTE in done.stderr.splitlines()
     assert STRATEGY_NOTE in done.stderr.splitlines()

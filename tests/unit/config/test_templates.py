@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from arbiter.config.templates import find_template, list_templates, packaged_configs
 from arbiter.errors import UserError
 from arbiter.legacy import tier_config
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_TEMPLATES = {
     "base_config.toml",
     "deep_narrow_template.toml",
@@ -56,10 +56,21 @@ def test_tiers():
 def test_wheel_ships_configs_found_from_any_directory(tmp_path):
     """A built wheel holds the configs inside the package and finds them outside the repo."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(ROOT)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("arbiter-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -75,9 +86,12 @@ def test_wheel_ships_configs_found_from_any_directory(tmp_path):
         "sys.exit(main(['templates']))"
     )
     run = subprocess.run(
-        [sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr
     for name in SEED_TEMPLATES:
         assert name in run.stdout

@@ -112,14 +112,16 @@ def axes_for(dim: int) -> dict[str, st.SearchStrategy]:
     quantized = st.tuples(st.sampled_from([0.05, 0.1]), st.integers(0, 3), st.integers(1, 3))
     return {
         "training.weight_decay": grid_or(
-            st.floats(0, 10), between("uniform", st.floats(0, 10)),
+            st.floats(0, 10),
+            between("uniform", st.floats(0, 10)),
             between("loguniform", st.floats(1e-4, 10)),
         ),
         "training.learning_rate": grid_or(
             st.floats(1e-6, 1), between("loguniform", st.floats(1e-6, 1))
         ),
         "model.n_layers": grid_or(
-            st.integers(1, 8), between("randint", st.integers(1, 9)),
+            st.integers(1, 8),
+            between("randint", st.integers(1, 9)),
             between("lograndint", st.integers(1, 9)),
         ),
         "model.n_heads": st.lists(st.sampled_from(heads), min_size=1, max_size=3),
@@ -134,7 +136,7 @@ def axes_for(dim: int) -> dict[str, st.SearchStrategy]:
         "model.mlp": grid_or(
             st.sampled_from(["gelu", "swiglu"]), st.just({"choice": ["gelu", "swiglu"]})
         ),
-    }  # fmt: skip
+    }
 
 
 @st.composite

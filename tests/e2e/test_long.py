@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run, start, status, tiny_run
+from helpers import run, start, status, tiny_run
 
 from arbiter.experiments.trials import result_rows
 
@@ -27,8 +27,9 @@ LONG = {
 
 def rows(experiment: Path) -> list[dict]:
     """The result rows of the long run's trial (every attempt's, in order), [] before any."""
-    return [row for path in sorted(experiment.glob("*/result.json"))
-            for row in result_rows(path.parent)]  # fmt: skip
+    return [
+        row for path in sorted(experiment.glob("*/result.json")) for row in result_rows(path.parent)
+    ]
 
 
 def wait_until_step(experiment: Path, step: int, driver: subprocess.Popen) -> list[dict]:
@@ -41,8 +42,20 @@ def wait_until_step(experiment: Path, step: int, driver: subprocess.Popen) -> li
 
 
 def long_command(template: Path, cluster: str, storage: Path, *extra) -> list:
-    return ["long", "--template", template, "--gpus", 1, "--address", cluster,
-            "--storage", storage, "--name", "run", *extra]  # fmt: skip
+    return [
+        "long",
+        "--template",
+        template,
+        "--gpus",
+        1,
+        "--address",
+        cluster,
+        "--storage",
+        storage,
+        "--name",
+        "run",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -105,9 +118,18 @@ def test_ctrl_c_and_a_spent_time_budget_stop_it_resumably(cluster, tmp_path, wri
 def test_a_long_run_refuses_a_name_that_holds_something_else(tmp_path, write):
     template = write("long.toml", tiny_run(100, LONG))
     (tmp_path / "taken").mkdir()
-    (tmp_path / "taken" / "arbiter.json").write_text(json.dumps(
-        {"template": str(template), "sets": [], "template_hash": "0", "resolved": {},
-         "gpus": 0, "cpus_per_trial": 1}))  # fmt: skip
+    (tmp_path / "taken" / "arbiter.json").write_text(
+        json.dumps(
+            {
+                "template": str(template),
+                "sets": [],
+                "template_hash": "0",
+                "resolved": {},
+                "gpus": 0,
+                "cpus_per_trial": 1,
+            }
+        )
+    )
     done = run("long", "--template", template, "--storage", tmp_path, "--name", "taken")
     assert done.returncode == 2
     assert (

@@ -14,7 +14,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import run, start, status, tiny_run
+from helpers import run, start, status, sweep_args, tiny_run
 
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.trainable import local_scratch, scratch_name
@@ -38,20 +38,23 @@ def saved_step(meta: Path) -> int:
 
 def trial_dirs(experiment: Path) -> dict[str, Path]:
     """trial id -> trial folder, read from each folder's own files (of trials that reported)."""
-    return {rows[0]["trial_id"]: d for d in experiment.iterdir()
-            if d.is_dir() and (rows := result_rows(d))}  # fmt: skip
+    return {
+        rows[0]["trial_id"]: d
+        for d in experiment.iterdir()
+        if d.is_dir() and (rows := result_rows(d))
+    }
 
 
 def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
     template = write("grid.toml", tiny_run(200, GRID_8))
-    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
-               "--storage", tmp_path, "--name", "grid")  # fmt: skip
+    done = run(*sweep_args(template, gpus=4, address=cluster, storage=tmp_path, name="grid"))
     assert done.returncode == 0, done.stdout + done.stderr
     report = status("grid", tmp_path)
     trials = report["trials"]
     assert len(trials) == 8 and {t["status"] for t in trials} == {"TERMINATED"}
-    assert {(t["config"]["training.seed"], t["config"]["training.weight_decay"]) for t in trials} \
-        == {(s, wd) for s in range(4) for wd in (0.1, 1.0)}  # fmt: skip
+    assert {
+        (t["config"]["training.seed"], t["config"]["training.weight_decay"]) for t in trials
+    } == {(s, wd) for s in range(4) for wd in (0.1, 1.0)}
     for t in trials:
         assert t["last"]["gpu_ids"] in {"0", "1", "2", "3"}  # exactly one GPU each
     # trials that ran at the same time held different GPUs, and never more than four at once
@@ -80,16 +83,24 @@ def test_existing_name_is_refused_and_untouched(cluster, tmp_path, write):
     template = write("grid.toml", tiny_run(100, GRID_8))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
-    done = run("sweep", "--template", template, "--address", cluster, "--storage", tmp_path,
-               "--name", "taken")  # fmt: skip
+    done = run(
+        "sweep",
+        "--template",
+        template,
+        "--address",
+        cluster,
+        "--storage",
+        tmp_path,
+        "--name",
+        "taken",
+    )
     assert done.returncode == 2 and "already exists" in done.stderr
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
 
 
 def test_more_gpus_than_the_cluster_has(cluster, tmp_path, write):
     template = write("grid.toml", tiny_run(100, GRID_8))
-    done = run("sweep", "--template", template, "--gpus", 5, "--address", cluster,
-               "--storage", tmp_path, "--name", "big")  # fmt: skip
+    done = run(*sweep_args(template, gpus=5, address=cluster, storage=tmp_path, name="big"))
     assert done.returncode == 2 and "has 4 GPU(s)" in done.stderr
     assert not (tmp_path / "big").exists()
 
@@ -100,9 +111,10 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     template = write("long.toml", tiny_run(steps, GRID_8))
     # Tune saves its experiment state every 10 s or more; every second here, so that the state
     # catches up with the finished trials soon before the driver is stopped
-    driver = start("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-                   "--storage", tmp_path, "--name", "cut",
-                   env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})  # fmt: skip
+    driver = start(
+        *sweep_args(template, gpus=2, address=cluster, storage=tmp_path, name="cut"),
+        env={"TUNE_GLOBAL_CHECKPOINT_S": "1"},
+    )
     experiment = tmp_path / "cut"
     deadline = time.monotonic() + 240
     while True:  # until two trials finished and two more are past a checkpoint
@@ -114,8 +126,9 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
         time.sleep(0.2)
     # trials with a checkpoint now: Tune's saved state knows of one by the time the driver is
     # stopped; a trial started later may be begun again from step 0
-    checkpointed = {tid for tid, d in trial_dirs(experiment).items()
-                    if any(d.glob("checkpoint_*/meta.json"))}  # fmt: skip
+    checkpointed = {
+        tid for tid, d in trial_dirs(experiment).items() if any(d.glob("checkpoint_*/meta.json"))
+    }
     time.sleep(3)  # let Tune's saved state (synced every second) catch up
     driver.send_signal(sig)
     output, _ = driver.communicate(timeout=120)
@@ -166,17 +179,7 @@ def test_asha_stops_weak_trials_early(cluster, tmp_path, write):
     space = '"training.seed" = [0, 1, 2, 3]\n"training.learning_rate" = [1e-5, 3e-3]'
     template = write("asha.toml", tiny_run(400, GRID_8 | {"sweep.space": space}))
     done = run(
-        "sweep",
-        "--template",
-        template,
-        "--gpus",
-        4,
-        "--address",
-        cluster,
-        "--storage",
-        tmp_path,
-        "--name",
-        "asha",
+        *sweep_args(template, gpus=4, address=cluster, storage=tmp_path, name="asha"),
         "--set",
         "sweep.scheduler=asha",
         "--set",
@@ -196,8 +199,7 @@ def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
         "sweep.space": '"training.learning_rate" = [1e-5, 1e-4, 1e-3, 3e-3]',
     }
     template = write("pbt.toml", tiny_run(300, pbt))
-    done = run("sweep", "--template", template, "--gpus", 4, "--address", cluster,
-               "--storage", tmp_path, "--name", "pbt")  # fmt: skip
+    done = run(*sweep_args(template, gpus=4, address=cluster, storage=tmp_path, name="pbt"))
     assert done.returncode == 0, done.stdout + done.stderr
     experiment = tmp_path / "pbt"
     exploits = (experiment / "pbt_global.txt").read_text().splitlines()
@@ -212,8 +214,18 @@ def test_pbt_exploits_and_continues_the_step_count(cluster, tmp_path, write):
 
 def test_quickstart_from_the_readme(tmp_path):
     """`make demo`'s sweep: the packaged quickstart on an embedded local Ray, CPU trials."""
-    done = run("sweep", "--template", "quickstart.toml", "--gpus", 0, "--storage", tmp_path,
-               "--name", "demo", timeout=900)  # fmt: skip
+    done = run(
+        "sweep",
+        "--template",
+        "quickstart.toml",
+        "--gpus",
+        0,
+        "--storage",
+        tmp_path,
+        "--name",
+        "demo",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "best" in done.stdout
     trials = status("demo", tmp_path)["trials"]
@@ -225,8 +237,10 @@ def test_quickstart_from_the_readme(tmp_path):
         assert t["last"]["steps_to_fit"] <= t["last"]["steps_to_grok"] <= t["last"]["step"]
     # what the README says the demo shows: 30% of the table with weight decay 1 groks (generalises
     # 1,000+ steps after it fits), with weight decay 0.1 it does not within the budget
-    point = {(t["config"]["data.train_fraction"], t["config"]["training.weight_decay"]): t["last"]
-             for t in trials}  # fmt: skip
+    point = {
+        (t["config"]["data.train_fraction"], t["config"]["training.weight_decay"]): t["last"]
+        for t in trials
+    }
     assert point[0.3, 1.0]["steps_to_grok"] - point[0.3, 1.0]["steps_to_fit"] >= 1000
     assert point[0.3, 0.1]["val/accuracy"] < 0.5
     table = run("status", "demo", "--storage", tmp_path)

@@ -26,7 +26,13 @@ CPU = torch.device("cpu")
 def tiny(tie_embeddings: bool = False) -> Theos:
     torch.manual_seed(0)
     config = TheosConfig(
-        vocab_size=11, seq_len=4, dim=16, n_layers=2, n_heads=2, tie_embeddings=tie_embeddings
+        vocab_size=11,
+        seq_len=4,
+        dim=16,
+        n_layers=2,
+        n_heads=2,
+        mlp_dim=64,
+        tie_embeddings=tie_embeddings,
     )
     return Theos(config)
 

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import run, start, status, tiny_run
+from helpers import run, start, status, sweep_args, tiny_run
 
 from arbiter.core.checkpoint import latest_checkpoint
 from arbiter.experiments.trials import result_rows
@@ -27,8 +27,16 @@ pytestmark = pytest.mark.slow
 # tiny_run's tables for a sweep of one trial, keeping 5 checkpoints
 ONE_TRIAL = {"checkpoint": "keep = 5", "sweep": 'metric = "val/accuracy"'}
 # What a trial computes; timings, process ids and Tune's bookkeeping differ between runs.
-COMPUTED = ("step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "weight_norm",
-            "grad_norm", "lr")  # fmt: skip
+COMPUTED = (
+    "step",
+    "train/loss",
+    "train/accuracy",
+    "val/loss",
+    "val/accuracy",
+    "weight_norm",
+    "grad_norm",
+    "lr",
+)
 
 
 def trial_rows(experiment: Path) -> list[dict]:
@@ -56,8 +64,17 @@ def computed(row: dict) -> dict:
 
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path, write):
     template = write("one.toml", tiny_run(1500, ONE_TRIAL))  # long enough to be cut
-    sweep = ("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-             "--storage", tmp_path)  # fmt: skip
+    sweep = (
+        "sweep",
+        "--template",
+        template,
+        "--gpus",
+        2,
+        "--address",
+        cluster,
+        "--storage",
+        tmp_path,
+    )
     driver = start(*sweep, "--name", "killed")
     experiment = tmp_path / "killed"
     wait_for(lambda: any(r["step"] >= 200 for r in trial_rows(experiment)), "step 200", driver)
@@ -81,11 +98,11 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path,
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path, write):
     template = write("one.toml", tiny_run(2000, ONE_TRIAL))
-    driver = start("sweep", "--template", template, "--gpus", 1, "--address", cluster,
-                   "--storage", tmp_path, "--name", "torn")  # fmt: skip
+    driver = start(*sweep_args(template, gpus=1, address=cluster, storage=tmp_path, name="torn"))
     experiment = tmp_path / "torn"
-    wait_for(lambda: len(list(experiment.glob("*/checkpoint_*/meta.json"))) >= 4, "4 checkpoints",
-             driver)  # fmt: skip
+    wait_for(
+        lambda: len(list(experiment.glob("*/checkpoint_*/meta.json"))) >= 4, "4 checkpoints", driver
+    )
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output
@@ -115,8 +132,7 @@ def test_a_nan_trial_errors_with_its_reason_and_the_others_finish(cluster, tmp_p
         "sweep.space": '"training.learning_rate" = [1e-3, 1e30]\n"training.grad_clip" = [0.0]',
     }
     template = write("nan.toml", tiny_run(200, nan))
-    done = run("sweep", "--template", template, "--gpus", 2, "--address", cluster,
-               "--storage", tmp_path, "--name", "nan")  # fmt: skip
+    done = run(*sweep_args(template, gpus=2, address=cluster, storage=tmp_path, name="nan"))
     assert done.returncode == 1, done.stdout + done.stderr  # some trials errored
     trials = {t["config"]["training.learning_rate"]: t for t in status("nan", tmp_path)["trials"]}
     assert trials[1e-3]["status"] == "TERMINATED" and trials[1e-3]["last"]["step"] == 200
@@ -131,8 +147,18 @@ def test_an_address_where_no_cluster_listens_fails_within_seconds(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    done = run("sweep", "--template", "quickstart.toml", "--address", f"127.0.0.1:{port}",
-               "--storage", tmp_path, "--name", "nowhere", timeout=120)  # fmt: skip
+    done = run(
+        "sweep",
+        "--template",
+        "quickstart.toml",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--storage",
+        tmp_path,
+        "--name",
+        "nowhere",
+        timeout=120,
+    )
     took = time.monotonic() - started
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
@@ -144,8 +170,9 @@ def test_an_address_where_no_cluster_listens_fails_within_seconds(tmp_path):
 def mounted_tmpfs(mount: Path, options: str):
     """A real small file system (needs root, as in CI); skips where mounting is not allowed."""
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if made.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
     return mount
@@ -168,10 +195,17 @@ def read_only(tmp_path):
 def test_unwritable_storage_is_refused_before_anything_starts(read_only, command, write):
     config = write("run.toml", tiny_run(100, ONE_TRIAL))
     argv = {
-        "sweep": ["sweep", "--template", str(config), "--gpus", "0",
-                  "--storage", str(read_only / "experiments")],
+        "sweep": [
+            "sweep",
+            "--template",
+            str(config),
+            "--gpus",
+            "0",
+            "--storage",
+            str(read_only / "experiments"),
+        ],
         "train": ["train", "--config", str(config), "--out", str(read_only / "run")],
-    }[command]  # fmt: skip
+    }[command]
     done = run(*argv, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines() == [
@@ -183,9 +217,23 @@ def test_unwritable_storage_is_refused_before_anything_starts(read_only, command
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(small_disk, write):
     config = write("run.toml", tiny_run(100_000, {"checkpoint": "keep = 5"}))
     out = small_disk / "run"
-    done = subprocess.run([sys.executable, "-m", "arbiter", "train", "--config", str(config),
-                           "--out", str(out), "--set", "checkpoint.keep=1000"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arbiter",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--set",
+            "checkpoint.keep=1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stdout + done.stderr  # the run started, then failed
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("arbiter: run failed: cannot write")

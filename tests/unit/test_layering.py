@@ -8,8 +8,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 # Each part of the code base, and the parts it may import (besides itself, the standard library
 # and third-party packages; `arbiter` alone is the package's version).

@@ -4,9 +4,9 @@ The full runs are `python benchmarks/reproduce.py NAME` (figures in docs/reprodu
 the same templates run with a small modulus and few steps: as a real sweep on the tests' Ray
 cluster through the same script, or in-process through the training core where only the trend
 matters.
-The softmax-collapse effect (Prieto et al.) is checked in tests/test_loop.py and ⊥Grad's remedy
-here; StableMax's is only in the full runs (`benchmarks/reproduce.py prieto_mlp`: at mod 31
-neither loss generalized within 6,000 steps).
+The softmax-collapse effect (Prieto et al.) is checked in tests/unit/core/test_loop.py and
+⊥Grad's remedy here; StableMax's is only in the full runs (`benchmarks/reproduce.py prieto_mlp`:
+at mod 31 neither loss generalized within 6,000 steps).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_benchmarks import ROOT, table_rows
+from helpers import ROOT, table_rows
 
 from arbiter.commands.report import load_report
 from arbiter.config.loading import load_config
@@ -43,10 +43,23 @@ def reproduce(
     before = report.read_text()
     flags = [flag for value in sets for flag in ("--set", value)]
     done = subprocess.run(
-        [sys.executable, "benchmarks/reproduce.py", name, "--gpus", "4", "--address", cluster,
-         "--storage", storage, *flags],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "benchmarks/reproduce.py",
+            name,
+            "--gpus",
+            "4",
+            "--address",
+            cluster,
+            "--storage",
+            storage,
+            *flags,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: goal not met
     assert report.read_text() == before  # a run with --set is never written down
     (experiment,) = storage.iterdir()
@@ -56,8 +69,13 @@ def reproduce(
 def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     """Nanda et al.'s recipe mod 31 for 400 full-batch steps, one seed: every fraction memorizes
     its training set, and the larger the fraction, the lower the test loss."""
-    cut_down = ["data.modulus=31", "training.steps=400", "training.eval_interval=100",
-                "logging.log_interval=100", "training.seed=0"]  # fmt: skip
+    cut_down = [
+        "data.modulus=31",
+        "training.steps=400",
+        "training.eval_interval=100",
+        "logging.log_interval=100",
+        "training.seed=0",
+    ]
     done, experiment = reproduce("nanda", cluster, tmp_path, *cut_down)
     rows = table_rows(done.stdout)
     assert [row[0] for row in rows] == ["0.3", "0.4", "0.5", "0.6"], done.stdout[-3000:]
@@ -70,8 +88,11 @@ def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     def again(name: str, *flags: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "benchmarks/reproduce.py", name, "--experiment", experiment, *flags],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     # the experiment that ran, tabulated again: the same table, and as it ran with --set, not
     # written down even without --no-write; another reproduction's: refused
@@ -92,12 +113,23 @@ def test_ctrl_c_stops_the_reproductions_sweep_as_its_own_would(cluster, tmp_path
     storage, log = tmp_path / "results", tmp_path / "output.txt"
     with log.open("w") as output:  # a file, not a pipe that nobody reads while Ray starts
         driver = subprocess.Popen(
-            [sys.executable, "benchmarks/reproduce.py", "prieto_mlp", "--gpus", "0", "--address",
-             cluster, "--storage", storage,
-             *(flag for value in endless for flag in ("--set", value))],
-            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "benchmarks/reproduce.py",
+                "prieto_mlp",
+                "--gpus",
+                "0",
+                "--address",
+                cluster,
+                "--storage",
+                storage,
+                *(flag for value in endless for flag in ("--set", value)),
+            ],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # the test's own Ctrl-C would reach nothing else
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 240
         while not list(storage.glob("*/*/checkpoint_*/meta.json")):  # a trial is training
             assert driver.poll() is None, log.read_text()[-3000:]
@@ -129,9 +161,13 @@ def test_phases_weight_decay_shortens_the_plateau_and_too_much_confuses(tmp_path
     does not fit the training set in 400 steps (confusion)."""
 
     def cell(learning_rate: float, weight_decay: float, steps: int) -> str:
-        settings = {"data.modulus": 59, "data.train_fraction": 0.5, "training.steps": steps,
-                    "training.learning_rate": learning_rate,
-                    "training.weight_decay": weight_decay}  # fmt: skip
+        settings = {
+            "data.modulus": 59,
+            "data.train_fraction": 0.5,
+            "training.steps": steps,
+            "training.learning_rate": learning_rate,
+            "training.weight_decay": weight_decay,
+        }
         return phase(template_run(tmp_path, "repro_phases.toml", settings))
 
     assert cell(1e-3, 1.0, 700) == "comprehension"
@@ -146,16 +182,24 @@ def test_grokfast_with_weight_decay_generalizes_long_before_plain_adam(tmp_path)
     Its initial weights are 20x smaller than the template's PyTorch defaults (GPT-2's 0.02 x
     2.5), under which neither arm generalizes within so few steps (validation 0.47 in both).
     At this scale the decay does the work (alone it passes 95% at ~400; docs/reproductions.md),
-    so this checks the comparison, not the filter's own share; tests/test_loop.py and
-    tests/test_grokking.py check the filter itself."""
+    so this checks the comparison, not the filter's own share; tests/unit/core/test_loop.py and
+    tests/unit/core/test_grokking.py check the filter itself."""
 
     def best(grokfast: bool, weight_decay: float) -> tuple[float, float]:
-        settings = {"data.modulus": 41, "model.n_layers": 1, "model.dim": 64,
-                    "model.mlp_dim": 256, "training.steps": 1600, "model.init": "gpt2",
-                    "model.init_scale": 2.5, "model.mlp_bias": False,
-                    "training.eval_interval": 100, "logging.log_interval": 100,
-                    "training.grokfast": grokfast,
-                    "training.weight_decay": weight_decay}  # fmt: skip
+        settings = {
+            "data.modulus": 41,
+            "model.n_layers": 1,
+            "model.dim": 64,
+            "model.mlp_dim": 256,
+            "training.steps": 1600,
+            "model.init": "gpt2",
+            "model.init_scale": 2.5,
+            "model.mlp_bias": False,
+            "training.eval_interval": 100,
+            "logging.log_interval": 100,
+            "training.grokfast": grokfast,
+            "training.weight_decay": weight_decay,
+        }
         rows = template_run(tmp_path, "repro_grokfast.toml", settings)
         return max(r["train/accuracy"] for r in rows), max(r["val/accuracy"] for r in rows)
 
@@ -171,8 +215,12 @@ def test_prieto_orthograd_generalizes_with_no_memorization_phase(tmp_path):
     ~150 while validation stays at ~0.25. At mod 59 ⊥Grad is slower (0.56 at step 350)."""
 
     def rows(orthograd: bool) -> list[dict]:
-        settings = {"training.steps": 250, "training.eval_interval": 50,
-                    "logging.log_interval": 50, "training.orthograd": orthograd}  # fmt: skip
+        settings = {
+            "training.steps": 250,
+            "training.eval_interval": 50,
+            "logging.log_interval": 50,
+            "training.orthograd": orthograd,
+        }
         return template_run(tmp_path, "repro_prieto.toml", settings)
 
     assert phase(rows(orthograd=True)) == "comprehension"

@@ -1,0 +1,136 @@
+"""Plain helpers the test modules import (`from helpers import ...`): the repository root, a tiny
+run's TOML and `Config`, hand-made report trials, markdown table rows, and the command line in a
+subprocess. No fixtures here: those live in conftest.py, which pytest loads by itself.
+
+`pythonpath = ["tests"]` in pyproject.toml puts this folder on `sys.path`, so every test module
+imports this one the same way from any subfolder of tests/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from arbiter.config.schema import Config
+from arbiter.experiments.trials import TrialStatus
+from arbiter.report.data import TrialReport, trial_report
+
+# The repository root, for tests that read its files (docker/, docs/, pyproject.toml) or run its
+# scripts (benchmarks/).
+ROOT = Path(__file__).resolve().parents[1]
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+# A run that trains in seconds on a CPU: the 1-layer, 32-wide, 2-head model on a + b mod 23.
+TINY_RUN = """\
+[model]
+dim = 32
+n_layers = 1
+n_heads = 2
+[data]
+modulus = 23
+[training]
+batch_size = 64
+steps = {steps}
+warmup_steps = 5
+eval_interval = 50
+[checkpoint]
+interval = 50
+[logging]
+log_interval = 50
+"""
+
+
+def tiny_run(steps: int, tables: dict[str, str] | None = None) -> str:
+    """TINY_RUN's TOML text for `steps` steps, with `tables` ("sweep.space" -> its lines) added:
+    each table's lines go at its end (a new table where TINY_RUN has none), and a key given
+    there replaces TINY_RUN's line for it, e.g. tiny_run(100, {"checkpoint": "interval = 250"})."""
+    body: dict[str, list[str]] = {}
+    for line in TINY_RUN.format(steps=steps).splitlines():
+        if line.startswith("["):
+            body[table := line.strip("[]")] = []
+        else:
+            body[table].append(line)
+    for table, text in (tables or {}).items():
+        extra = [line.strip() for line in text.strip().splitlines()]
+        given = {line.split("=")[0].strip() for line in extra}
+        kept = [line for line in body.get(table, []) if line.split("=")[0].strip() not in given]
+        body[table] = kept + extra
+    return "".join(
+        f"[{table}]\n" + "".join(f"{line}\n" for line in lines) for table, lines in body.items()
+    )
+
+
+def tiny(dropout: float = 0.0, model=None, data=None, **training) -> Config:
+    """The in-process `Config` of a 2-layer, 32-wide model on a + b mod 23 (60 steps on half the
+    pairs); `model` and `data` update those tables, the keywords the `training` table."""
+    return Config.model_validate(
+        {
+            "model": {"dim": 32, "n_layers": 2, "n_heads": 2, "dropout": dropout, **(model or {})},
+            "data": {"modulus": 23, "train_fraction": 0.5, **(data or {})},
+            "training": {
+                "batch_size": 64,
+                "steps": 60,
+                "warmup_steps": 5,
+                "eval_interval": 10,
+                **training,
+            },
+            "checkpoint": {"interval": 20, "keep": 5},
+            "logging": {"log_interval": 10, "enable_tensorboard": False},
+        }
+    )
+
+
+def trial(tid: str, config: dict, rows: list[dict], status: str = "TERMINATED") -> TrialReport:
+    """A report's trial `tid` with these swept `config` values and hand-made result `rows`."""
+    values = [r["val/accuracy"] for r in rows]
+    best = max(values) if values else None
+    return trial_report(TrialStatus(tid, status, "", config, {}, best, None), rows)
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every body row of the markdown tables in `output` (headers left out)."""
+    lines = output.splitlines()
+    rows = []
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        is_header = following.startswith("|---")
+        if line.startswith("|") and not line.startswith("|---") and not is_header:
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def arbiter(*argv) -> list[str]:
+    return [sys.executable, "-m", "arbiter", *map(str, argv)]
+
+
+def run(*argv, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(arbiter(*argv), capture_output=True, text=True, timeout=timeout)
+
+
+def sweep_args(template: object, *, gpus: int, address: str, storage: object, name: str) -> list:
+    """`arbiter sweep`'s arguments for a test sweep of `template` on the Ray cluster `address`;
+    more flags may follow them."""
+    return [
+        *("sweep", "--template", template, "--gpus", gpus, "--address", address),
+        *("--storage", storage, "--name", name),
+    ]
+
+
+def start(*argv, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The command line in the background (a sweep's driver), its output merged on `stdout`;
+    `env` is added to this process's environment."""
+    return subprocess.Popen(
+        arbiter(*argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def status(name: str, storage: Path) -> dict:
+    done = run("status", name, "--storage", storage, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
