@@ -68,6 +68,11 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
     _placement_flags(sweep, "GPUs to use, one trial each (0: CPU trials)", "each trial reserves")
     _storage_flag(sweep)
     sweep.add_argument("--name", help="experiment name (default: template name and a timestamp)")
+    sweep.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="resume --name if it exists with this same template (a requeued job's command)",
+    )
     _set_flag(sweep)
     sweep.add_argument(
         "--dry-run", action="store_true", help="list the trials and their cost; start nothing"
@@ -110,7 +115,10 @@ def _add_experiment_commands(commands: argparse._SubParsersAction) -> None:
             )
         if verb == "report":
             command.add_argument(
-                "--out", type=Path, help="folder for the report (default: in the experiment)"
+                "--out",
+                type=Path,
+                help="folder for the report (default: in the experiment; ./NAME-report for one in "
+                "object storage)",
             )
         command.set_defaults(run={"resume": _resume, "status": _status, "report": _report}[verb])
 
@@ -174,6 +182,7 @@ def _sweep(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         base_config=args.base_config,
         strategy=args.strategy,
+        resume_if_exists=args.resume_if_exists,
     )
 
 
@@ -237,7 +246,9 @@ def _templates(args: argparse.Namespace) -> int:
 
 def _storage_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--storage", help=f"experiments folder (default: $ARBITER_STORAGE or {DEFAULT_STORAGE})"
+        "--storage",
+        help="experiments folder or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX (default: "
+        f"$ARBITER_STORAGE or {DEFAULT_STORAGE})",
     )
 
 

@@ -36,6 +36,7 @@ from report import Started, publish
 
 from arbiter.config.schema import GrokkingOptions
 from arbiter.core.grokking import THRESHOLD, measures_from_rows
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.state import read_trials
 
@@ -127,8 +128,8 @@ def run_sweep(template: Path, scheduler: str, storage: Path) -> tuple[dict[tuple
     if code != 0:
         raise SystemExit(f"the {scheduler} sweep failed (exit code {code})")
     outcomes = {}
-    for status in read_trials(storage / scheduler, "val/accuracy", "max"):
-        rows = result_rows(Path(status.path))
+    for status in read_trials(Location.of(storage / scheduler), "val/accuracy", "max"):
+        rows = result_rows(Location.of(status.path))
         key = tuple(status.config[axis] for axis in AXES)
         outcomes[key] = Trial(
             last_step=rows[-1]["step"] if rows else 0,

@@ -54,6 +54,7 @@ from repro_tables import (
 )
 
 from arbiter.commands.report import load_report
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import has_tune_state, read_record
 from arbiter.report.data import Report
 
@@ -168,10 +169,10 @@ def main() -> int:
                 raise Failed(hint, EXIT_INTERRUPTED) from None
         plots = experiment / "report"
         arbiter("report", str(experiment), "--out", str(plots))
-        report = load_report(experiment)
+        report = load_report(Location.of(experiment))
         if report.template != template:
             raise Failed(f"reproduce: {experiment} ran {report.template}, not {template}")
-        record = read_record(experiment)
+        record = read_record(Location.of(experiment))
         table, met = repro.table(with_settings(report, record.resolved))
         print(table)
         if write and record.sets:  # --experiment of a run changed with --set
@@ -197,7 +198,9 @@ def interrupted_hint(
 ) -> str:
     if temporary:
         return "reproduce: interrupted; its temporary results are removed (--storage keeps them)"
-    if not has_tune_state(experiment):  # stopped before Tune saved anything: nothing to resume
+    if not has_tune_state(
+        Location.of(experiment)
+    ):  # stopped before Tune saved anything: nothing to resume
         return f"reproduce: interrupted before the sweep began; {experiment} can be removed"
     resume = " ".join(
         ["arbiter resume", experiment.name, "--storage", str(experiment.parent), *cluster]

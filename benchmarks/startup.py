@@ -54,6 +54,7 @@ from typing import Any
 
 from report import REPORT, Started, publish
 
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 
 NAME = "startup"
@@ -209,7 +210,7 @@ def first_row(experiment: Path, since: float) -> dict[str, Any] | None:
     trial = trial_dir(experiment)
     if trial is None:
         return None
-    for row in result_rows(trial):
+    for row in result_rows(Location.of(trial)):
         if row.get("trial_start", 0.0) >= since and "wall_time" in row:
             return row
     return None

@@ -60,11 +60,12 @@ def raw_tune(template: Path, address: str, storage: Path, concurrency: int) -> N
     from ray import tune
 
     from arbiter.config.loading import load_config
+    from arbiter.experiments.location import Location
     from arbiter.tune.search_space import to_param_space
     from arbiter.tune.trainable import local_scratch, run_trial, scratch_name
 
     config = load_config(template)
-    scratch = scratch_name(storage / "raw")
+    scratch = scratch_name(Location.of(storage / "raw"))
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config.run_settings(), cpus=1, scratch=scratch),

@@ -1,21 +1,22 @@
 """The fixtures of every test (pytest loads this file by itself): `write` for config files under
-tmp_path, `cli` for the command line in-process, and `cluster`, a session-wide Ray head with 4
-logical GPUs for the tests that run real sweeps. Plain helpers that test modules import live in
+tmp_path, `cli` for the command line in-process, `cluster`, a session-wide Ray head with 4
+logical GPUs for the tests that run real sweeps, and `s3`, a fresh bucket on a real S3 server
+(moto's, on loopback) with the AWS variables set. Plain helpers that test modules import live in
 helpers.py."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
+import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RAY
+from helpers import RAY, S3, free_port, wait_for_port
 
 from arbiter.cli import main
 
@@ -51,12 +52,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A Ray head with 4 logical GPUs, ended with its whole process group afterwards."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # Ray 2.60 clusters use token authentication: the head and every client opt in before
     # importing ray; a fresh machine first gets a token in ~/.ray/auth_token.
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # The S3 tests' credentials (moto takes any), as every node of a real cluster has its own.
+    env = {**os.environ, **S3.CREDENTIALS, "RAY_AUTH_MODE": "token"}
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     head = subprocess.Popen(
         [
@@ -84,3 +84,33 @@ def cluster(tmp_path_factory):
     yield address
     os.killpg(head.pid, signal.SIGKILL)  # a throwaway cluster: a graceful stop takes 10 s
     head.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """moto's S3 server on a loopback port for the whole session: its endpoint URL."""
+    moto = Path(sys.executable).parent / "moto_server"
+    if not moto.exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port("127.0.0.1", port, server, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """A new, empty bucket, with the AWS variables that reach it set for this test (and so for
+    the commands it runs in subprocesses)."""
+    store = S3.create(s3_server)
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    return store

@@ -1,6 +1,7 @@
 """Plain helpers the test modules import (`from helpers import ...`): the repository root, a tiny
-run's TOML and `Config`, hand-made report trials, markdown table rows, and the command line in a
-subprocess. No fixtures here: those live in conftest.py, which pytest loads by itself.
+run's TOML and `Config`, hand-made report trials, markdown table rows, the command line in a
+subprocess, and a bucket on the test S3 server (`S3`). No fixtures here: those live in
+conftest.py, which pytest loads by itself.
 
 `pythonpath = ["tests"]` in pyproject.toml puts this folder on `sys.path`, so every test module
 imports this one the same way from any subfolder of tests/."""
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from arbiter.config.schema import Config
 from arbiter.experiments.trials import TrialStatus
@@ -134,3 +140,72 @@ def status(name: str, storage: Path) -> dict:
     done = run("status", name, "--storage", storage, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float) -> None:
+    """Wait until `process` accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server on {host}:{port} exited"
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class S3:
+    """A bucket on a test S3 server and the environment that reaches it."""
+
+    # What every test process and Ray node presents; moto accepts any keys.
+    CREDENTIALS: ClassVar[dict[str, str]] = {
+        "AWS_ACCESS_KEY_ID": "arbiter-test",
+        "AWS_SECRET_ACCESS_KEY": "arbiter-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    endpoint: str
+    bucket: str
+
+    @classmethod
+    def create(cls, endpoint: str) -> S3:
+        store = cls(endpoint, f"arbiter-{uuid.uuid4().hex[:12]}")
+        store.client().create_bucket(Bucket=store.bucket)
+        return store
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def uri(self, prefix: str = "experiments") -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key in the bucket under `prefix`."""
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _boto_credentials() -> dict[str, str]:
+    c = S3.CREDENTIALS
+    return {
+        "aws_access_key_id": c["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": c["AWS_SECRET_ACCESS_KEY"],
+        "region_name": c["AWS_DEFAULT_REGION"],
+    }

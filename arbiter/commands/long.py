@@ -10,21 +10,24 @@ experiment (named after the template unless `--name` says otherwise) instead of 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import threading
-from pathlib import Path
 
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.config.schema import Config, SweepConfig
 from arbiter.errors import UserError
-from arbiter.experiments.record import RECORD, Record, has_tune_state, read_record, template_hash
+from arbiter.experiments.lease import Lease
+from arbiter.experiments.location import Location
+from arbiter.experiments.record import Record, has_tune_state, read_record, template_hash
 from arbiter.experiments.storage import (
     check_name,
     check_new_name,
-    check_writable,
+    check_storage,
+    holds_record,
     new_experiment,
     storage_root,
 )
@@ -68,34 +71,37 @@ def long(
         cpus_per_trial=cpus_per_trial,
         kind=KIND,
     )
-    started = (path / RECORD).is_file()
+    started = holds_record(path)
     restore = started and _continues(path, record)
     if not started:
         check_new_name(root, name)
-        check_writable(root, "--storage")
+        check_storage(root)
+    with contextlib.ExitStack() as held:
+        if started:  # the lease before Ray starts: a second driver is one line
+            held.enter_context(Lease(path))
+        from arbiter.tune.cluster import connect, warn_if_storage_is_local
+        from arbiter.tune.tuner import ATTEMPTS, Placement, build_tuner, fit
 
-    from arbiter.tune.cluster import connect, warn_if_storage_is_local
-    from arbiter.tune.tuner import Placement, build_tuner, fit
-
-    # one run takes one GPU when there is one (or none with --gpus 0)
-    used = min(connect(address, gpus, dashboard_host), 1)
-    warn_if_storage_is_local(root)
-    if not started:
-        record = dataclasses.replace(record, gpus=used)
-        new_experiment(root, name, record)
-    (path / "attempts.json").unlink(missing_ok=True)  # a new session: no back-off owed
-    verb = "continuing" if restore else "starting"
-    print(f"{verb} {name}: {config.training.steps:,} steps; experiment in {path}")
-    print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
-    tuner = build_tuner(path, config, Placement(used, cpus_per_trial), restore, long=True)
-    budget = _Budget(hours)
-    with budget:
-        fit(tuner, path)
+        # one run takes one GPU when there is one (or none with --gpus 0)
+        used = min(connect(address, gpus, dashboard_host), 1)
+        warn_if_storage_is_local(root)
+        if not started:
+            record = dataclasses.replace(record, gpus=used)
+            new_experiment(root, name, record)
+            held.enter_context(Lease(path))
+        (path / ATTEMPTS).delete()  # a new session: no back-off owed
+        verb = "continuing" if restore else "starting"
+        print(f"{verb} {name}: {config.training.steps:,} steps; experiment in {path}")
+        print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
+        tuner = build_tuner(path, config, Placement(used, cpus_per_trial), restore, long=True)
+        budget = _Budget(hours)
+        with budget:
+            fit(tuner, path)
 
     from arbiter.commands.outcome import outcome
 
     again = f"arbiter long --template {template_path.name} --name {name}"
-    again += f" --storage {root}" if root != storage_root(None) else ""
+    again += f" --storage {root}" if root.uri != storage_root(None).uri else ""
     return outcome(path, record, again, budget.spent)
 
 
@@ -113,7 +119,7 @@ def long_config(template: Config, source: str) -> Config:
     return template.model_copy(update={"sweep": one})
 
 
-def _continues(path: Path, record: Record) -> bool:
+def _continues(path: Location, record: Record) -> bool:
     """Whether the experiment at `path`, this same long run, has a Tune state to continue from
     (False: it stopped before Tune first saved, and starts over in its folder); an experiment of
     anything else there is an error."""

@@ -3,16 +3,15 @@ the exit code."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.commands.status import print_table
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import Record
 from arbiter.experiments.trials import ERRORED, FINISHED
 from arbiter.tune.state import read_trials
 
 
-def outcome(path: Path, record: Record, again: str, budget_spent: bool = False) -> ExitCode:
+def outcome(path: Location, record: Record, again: str, budget_spent: bool = False) -> ExitCode:
     """Print the saved outcome of the experiment at `path`: DONE when every trial finished,
     FAILED when one failed, else INTERRUPTED (or BUDGET_SPENT) with `again`, the command that
     continues it."""

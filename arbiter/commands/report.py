@@ -2,7 +2,8 @@
 
 Read-only on the experiment: it reads Tune's saved state and each trial's `result.json` (as
 `arbiter status` does), so it works on a finished sweep and on one still running, and writes
-only into its own folder (`<experiment>/report/` unless `out` says otherwise).
+only into its own folder: `<experiment>/report/`, or `./<name>-report/` for an experiment in
+object storage, unless `out` says otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.errors import UserError
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import read_record
 from arbiter.experiments.storage import find_experiment
 from arbiter.experiments.trials import result_rows
@@ -28,7 +30,8 @@ def report(experiment: str, storage: str | None = None, out: Path | None = None)
             f"{data.name}: no trial has reported a result yet, so there is nothing to report "
             f"(`arbiter status {data.name}` shows its trials)"
         )
-    folder = (out or data.path / "report").expanduser().resolve()
+    default = Path(f"{data.name}-report") if data.path.remote else data.path.local / "report"
+    folder = (out or default).expanduser().resolve()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -41,7 +44,7 @@ def report(experiment: str, storage: str | None = None, out: Path | None = None)
     return ExitCode.DONE
 
 
-def load_report(path: Path) -> Report:
+def load_report(path: Location) -> Report:
     """Every trial of the experiment at `path` with its rows, measures and final metrics."""
     record = read_record(path)
     sweep = record.config.sweep
@@ -50,7 +53,7 @@ def load_report(path: Path) -> Report:
     from arbiter.tune.state import read_trials  # Ray: after every check of the input
 
     trials = [
-        trial_report(t, result_rows(Path(t.path)))
+        trial_report(t, result_rows(path / t.path.rpartition("/")[2]))
         for t in read_trials(path, sweep.metric, sweep.mode)
     ]
     return make_report(path, Path(record.template).name, sweep.metric, sweep.mode, trials)

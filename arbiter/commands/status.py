@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 from arbiter.commands.exit_codes import ExitCode
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import Record, read_record
 from arbiter.experiments.storage import find_experiment
 from arbiter.experiments.trials import TrialStatus
@@ -29,10 +29,10 @@ def status(experiment: str, storage: str | None, as_json: bool = False) -> ExitC
     return ExitCode.DONE
 
 
-def status_json(path: Path, record: Record, trials: list[TrialStatus]) -> str:
+def status_json(path: Location, record: Record, trials: list[TrialStatus]) -> str:
     return json.dumps(
         {
-            "experiment": str(path),
+            "experiment": path.uri,
             "template": record.template,
             "trials": [asdict(t) for t in trials],
         },
@@ -40,7 +40,7 @@ def status_json(path: Path, record: Record, trials: list[TrialStatus]) -> str:
     )
 
 
-def print_table(path: Path, record: Record, trials: list[TrialStatus], metric: str) -> None:
+def print_table(path: Location, record: Record, trials: list[TrialStatus], metric: str) -> None:
     from rich.table import Table
 
     keys = sorted({k for t in trials for k in t.config})

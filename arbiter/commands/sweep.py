@@ -13,11 +13,15 @@ from arbiter import legacy
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.config.schema import Config
 from arbiter.errors import UserError
-from arbiter.experiments.record import Record, template_hash
+from arbiter.experiments.lease import Lease
+from arbiter.experiments.location import Location
+from arbiter.experiments.record import Record, has_tune_state, read_record, template_hash
 from arbiter.experiments.storage import (
+    check_name,
     check_new_name,
-    check_writable,
+    check_storage,
     default_name,
+    holds_record,
     new_experiment,
     storage_root,
 )
@@ -36,9 +40,12 @@ def sweep(
     dry_run: bool = False,
     base_config: str | None = None,
     strategy: str | None = None,
+    resume_if_exists: bool = False,
 ) -> ExitCode:
     """Run `template` (a path or a packaged name) as the experiment STORAGE/NAME; `base_config`
-    and `strategy` are the legacy flags (`arbiter.legacy`)."""
+    and `strategy` are the legacy flags (`arbiter.legacy`). `resume_if_exists`: an existing
+    NAME of the same template is resumed instead of refused (the one command a requeued job
+    runs); kept whole, so the order of the checks is visible."""
     from arbiter.commands.dry_run import print_dry_run
     from arbiter.config.trials import plan_trials
 
@@ -52,9 +59,17 @@ def sweep(
         _print_notes(notes)
         print_dry_run(template_path, config, trials, gpus)
         return ExitCode.DONE
-    name = name or default_name(template_path)
-    check_new_name(root, name)  # before Ray starts; new_experiment checks again after
-    check_writable(root, "--storage")
+    name = check_name(name or default_name(template_path))
+    existing = resume_if_exists and holds_record(root / name)
+    if existing:
+        if has_tune_state(_same_sweep(root / name, template_path, config)):
+            from arbiter.commands.resume import resume_experiment
+
+            return resume_experiment(root / name, read_record(root / name), address)
+        # else it stopped before Tune first saved: it starts over in its folder
+    else:
+        check_new_name(root, name)  # before Ray starts; new_experiment checks again after
+    check_storage(root)
 
     from arbiter.tune.cluster import connect, warn_if_storage_is_local
     from arbiter.tune.tuner import Placement, build_tuner, fit, search_alg
@@ -72,15 +87,27 @@ def sweep(
         cpus_per_trial=cpus_per_trial,
         base_config=str(base.resolve()) if base else None,
     )
-    path = new_experiment(root, name, record)
+    path = root / name if existing else new_experiment(root, name, record)
     where = f"{used} GPU(s), one per trial" if used else "CPUs, one trial per CPU slot"
     print(f"sweep {name}: {len(trials)} trial(s) on {where}; experiment in {path}")
     print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
-    fit(build_tuner(path, config, Placement(used, cpus_per_trial)), path)
+    with Lease(path):
+        fit(build_tuner(path, config, Placement(used, cpus_per_trial)), path)
 
     from arbiter.commands.outcome import outcome
 
     return outcome(path, record, f"arbiter resume {name} --storage {root}")
+
+
+def _same_sweep(path: Location, template_path: Path, config: Config) -> Location:
+    """`--resume-if-exists` on an existing experiment: it must be this same sweep."""
+    found = read_record(path)
+    if found.kind != "sweep" or found.template_hash != template_hash(config):
+        raise UserError(
+            f"--name {path.name}: {path} holds another experiment (a different template, "
+            f"--set or --base-config than {template_path.name}); choose another --name"
+        )
+    return path
 
 
 def _load_sweep(

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from arbiter.config.loading import describe_error, format_key
 from arbiter.config.schema import Config
 from arbiter.errors import UserError
+from arbiter.experiments.location import Location, reaching
 
 RECORD = "arbiter.json"
 
@@ -54,12 +55,14 @@ def template_hash(config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_record(path: Path) -> Record:
+def read_record(path: Location) -> Record:
     """The experiment's record, its settings checked: a record this version cannot run (written
     by another version of Arbiter, or edited) is one line naming the key, not a traceback."""
+    with reaching(path):
+        text = (path / RECORD).read_text()
     try:
-        record = Record(**json.loads((path / RECORD).read_text()))
-    except (OSError, ValueError, TypeError) as exc:
+        record = Record(**json.loads(text))
+    except (ValueError, TypeError) as exc:
         raise UserError(f"{path / RECORD}: unreadable experiment record: {exc}") from None
     try:
         record.config  # noqa: B018 (validates, and keeps the result)
@@ -72,19 +75,26 @@ def read_record(path: Path) -> Record:
     return record
 
 
-def has_tune_state(path: Path) -> bool:
+def has_tune_state(path: Location) -> bool:
     """Tune can restore only once it saved an experiment state, not merely tuner.pkl."""
-    return (path / "tuner.pkl").is_file() and any(path.glob("experiment_state-*.json"))
+    with reaching(path):
+        return "tuner.pkl" in (names := path.children()) and bool(experiment_states(names))
 
 
-def check_not_moved(path: Path, record: Record) -> None:
+def experiment_states(names: list[str]) -> list[str]:
+    """Tune's saved experiment states among a folder's `names`, oldest first (named by time)."""
+    return sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json"))
+
+
+def check_not_moved(path: Location, record: Record) -> None:
     """Refuse to resume a sweep moved since it started while some of its trials are not yet
     created: Ray Tune 2.60 restores the trials it saved at the new place, but creates the
     others at the old one (its search algorithm's saved state keeps the old path)."""
-    if record.path is None or Path(record.path).resolve() == path.resolve():
+    if record.path is None or _same_place(record.path, path):
         return  # not moved, or the old path leads here
-    newest = max(path.glob("experiment_state-*.json"))  # named by the time it was written
-    created = len(json.loads(newest.read_text())["trial_data"])
+    with reaching(path):
+        newest = path / experiment_states(path.children())[-1]
+        created = len(json.loads(newest.read_text())["trial_data"])
     sweep = record.config.sweep
     assert sweep is not None
     if created < len(sweep.points()):
@@ -93,3 +103,10 @@ def check_not_moved(path: Path, record: Record) -> None:
             f"has not begun yet; move it back, or link that path here (ln -s {path} "
             f"{record.path})"
         )
+
+
+def _same_place(recorded: str, path: Location) -> bool:
+    """Whether the recorded path or URI is `path` (locally, after following links)."""
+    if path.remote or "://" in recorded:
+        return recorded == path.uri
+    return Path(recorded).resolve() == path.local.resolve()

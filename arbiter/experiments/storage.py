@@ -1,6 +1,7 @@
-"""Where experiments live: the storage root (`--storage`, `$ARBITER_STORAGE`, the default), an
-experiment's name, and finding or creating STORAGE/NAME. Only checked, never created, until a
-sweep really starts: a dry run or a refused sweep writes nothing.
+"""Where experiments live: the storage root (`--storage`, `$ARBITER_STORAGE`, the default: a
+local folder or an object store's URI, see `location`), an experiment's name, and finding or
+creating STORAGE/NAME. Only checked, never created, until a sweep really starts: a dry run or a
+refused sweep writes nothing (an object store's write check removes what it wrote).
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from arbiter.errors import UserError
+from arbiter.experiments.location import Location, reaching
 from arbiter.experiments.record import RECORD, Record
 
 DEFAULT_STORAGE = "~/arbiter_results"
@@ -19,19 +22,37 @@ DEFAULT_STORAGE = "~/arbiter_results"
 NAME_MAX_BYTES = 255
 
 
-def storage_root(flag: str | None) -> Path:
-    """The experiments folder: --storage, else $ARBITER_STORAGE, else ~/arbiter_results.
-
-    Only checked here, never created: a dry run or a refused sweep writes nothing.
-    """
-    path = Path(os.path.expanduser(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE))
+def storage_root(flag: str | None) -> Location:
+    """The experiments folder or prefix: --storage, else $ARBITER_STORAGE, else
+    ~/arbiter_results. Only checked here, never created: a dry run or a refused sweep writes
+    nothing."""
+    root = Location.of(flag or os.environ.get("ARBITER_STORAGE") or DEFAULT_STORAGE)
+    if root.remote:
+        return root
+    path = root.local
     try:
         is_file = path.exists() and not path.is_dir()
     except OSError as exc:  # e.g. a name too long for the file system
         raise UserError(f"--storage {path}: cannot be used: {exc.strerror or exc}") from None
     if is_file:
         raise UserError(f"--storage {path}: is a file; give a folder for experiments")
-    return path.resolve()
+    return root
+
+
+def check_storage(root: Location) -> None:
+    """Refuse, before anything starts, storage that cannot be written: a local folder (see
+    `check_writable`), or a bucket that is missing, unreachable, or refuses these credentials
+    (a small object is written and removed)."""
+    if not root.remote:
+        check_writable(root.local, "--storage")
+        return
+    bucket = replace(root, path=root.path.split("/", 1)[0])
+    with reaching(root):
+        if not bucket.exists():
+            raise UserError(f"--storage {root}: the bucket {bucket.name} does not exist; create it")
+        probe = root / f".arbiter-write-check-{uuid.uuid4().hex}"
+        probe.write_text("")
+        probe.delete()
 
 
 def check_writable(folder: Path, flag: str) -> None:
@@ -53,10 +74,12 @@ def default_name(template: Path) -> str:
     return f"{template.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_new_name(storage: Path, name: str) -> Path:
-    """STORAGE/NAME for a new experiment: a plain name (see `check_name`) no folder has yet."""
+def check_new_name(storage: Location, name: str) -> Location:
+    """STORAGE/NAME for a new experiment: a plain name (see `check_name`) nothing has yet."""
     path = storage / check_name(name)
-    if path.exists():
+    with reaching(storage):
+        taken = path.exists()
+    if taken:
         raise UserError(
             f"--name {name}: {path} already exists; `arbiter resume {name}` continues it, "
             "or choose another --name"
@@ -81,13 +104,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def new_experiment(storage: Path, name: str, record: Record) -> Path:
+def new_experiment(storage: Location, name: str, record: Record) -> Location:
     """Create STORAGE/NAME with its record; an existing name is refused, its folder untouched."""
     path = check_new_name(storage, name)
     try:
-        path.mkdir(parents=True)
-        record = replace(record, path=str(path.resolve()))
-        (path / RECORD).write_text(json.dumps(asdict(record), indent=2))
+        path.make_dir()
+        (path / RECORD).write_text(json.dumps(asdict(replace(record, path=path.uri)), indent=2))
     except OSError as exc:
         raise UserError(
             f"--storage {storage}: cannot create the experiment folder: {exc}"
@@ -95,23 +117,26 @@ def new_experiment(storage: Path, name: str, record: Record) -> Path:
     return path
 
 
-def find_experiment(name_or_path: str, storage_flag: str | None) -> Path:
-    """An experiment folder from a path, or a name under the storage folder."""
-    direct = Path(name_or_path).expanduser()
-    if _holds_record(direct):
-        return direct.resolve()
-    under = storage_root(storage_flag) / name_or_path
-    if _holds_record(under):
+def find_experiment(name_or_path: str, storage_flag: str | None) -> Location:
+    """An experiment from its path or URI, or its name under the storage root."""
+    direct = Location.of(name_or_path, "experiment")
+    if holds_record(direct):
+        return direct
+    root = storage_root(storage_flag)
+    under = root / name_or_path
+    if holds_record(under):
         return under
     raise UserError(
-        f"{name_or_path}: no Arbiter experiment here or under {storage_root(storage_flag)} "
-        f"(looked for {RECORD})"
+        f"{name_or_path}: no Arbiter experiment here or under {root} (looked for {RECORD})"
     )
 
 
-def _holds_record(folder: Path) -> bool:
+def holds_record(folder: Location) -> bool:
     """Whether `folder` has an experiment record; a path the OS refuses (too long) has none."""
-    try:
-        return (folder / RECORD).is_file()
-    except OSError:
-        return False
+    with reaching(folder):
+        try:
+            return (folder / RECORD).is_file()
+        except OSError:
+            if folder.remote:
+                raise
+            return False

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from arbiter.experiments.location import Location
 
 FINISHED = "TERMINATED"
 ERRORED = "ERROR"
@@ -29,13 +30,11 @@ class TrialStatus:
     error: str | None
 
 
-def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
+def result_rows(trial_dir: Location) -> list[dict[str, Any]]:
     """Every result row Tune wrote for the trial in `trial_dir`, oldest first."""
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
+    text = _read(trial_dir / "result.json")
     rows = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:
@@ -60,10 +59,15 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in hidden}
 
 
-def error_line(trial_dir: Path) -> str | None:
+def error_line(trial_dir: Location) -> str | None:
     """The last line of the trial's traceback: the exception and its message."""
-    path = trial_dir / "error.txt"
-    if not path.is_file():
-        return None
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in _read(trial_dir / "error.txt").splitlines() if line.strip()]
     return lines[-1] if lines else None
+
+
+def _read(file: Location) -> str:
+    """The file's text; empty when it is not there (yet)."""
+    try:
+        return file.read_text()
+    except FileNotFoundError:
+        return ""

@@ -9,10 +9,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from arbiter.core.grokking import measures_from_rows, phase
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import TrialStatus
 
 GROK_KEYS = ("steps_to_fit", "steps_to_grok", "grok_delay")
@@ -40,7 +40,7 @@ class Report:
     """An experiment's trials and what the plots and tables need to know about the sweep."""
 
     name: str
-    path: Path
+    path: Location  # the experiment
     template: str
     metric: str
     mode: str
@@ -69,7 +69,7 @@ def trial_report(status: TrialStatus, rows: Iterable[Mapping[str, Any]]) -> Tria
 
 
 def make_report(
-    path: Path, template: str, metric: str, mode: str, trials: list[TrialReport]
+    path: Location, template: str, metric: str, mode: str, trials: list[TrialReport]
 ) -> Report:
     keys = sorted({k for t in trials for k in t.config})
     return Report(

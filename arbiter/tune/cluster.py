@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from arbiter.errors import UserError
+from arbiter.experiments.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +48,30 @@ def connect(address: str | None, gpus: int | None, dashboard_host: str) -> int:
     return cluster if gpus is None else gpus
 
 
-def warn_if_storage_is_local(storage: Path) -> None:
-    """Warn when the joined cluster spans several machines (see `storage_warning`)."""
+def warn_if_storage_is_local(storage: Location) -> None:
+    """Warn when the joined cluster spans several machines and the storage is a local folder
+    (see `storage_warning`); object storage is reached from every machine alike."""
     import ray
 
+    if storage.remote:
+        return
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     warning = storage_warning(storage, ray.util.get_node_ip_address(), hosts)
     if warning:
         log.warning("%s", warning)
 
 
-def storage_warning(storage: Path, here: str, hosts: set[str]) -> str | None:
+def storage_warning(storage: Location, here: str, hosts: set[str]) -> str | None:
     """Ray does not copy trial files to the head node: on a cluster spanning several machines,
-    `--storage` must be a shared file system mounted at the same path on every one of them."""
+    a local `--storage` must be a shared file system mounted at the same path on every one of
+    them (or object storage instead)."""
     machines = hosts | {here}
     if len(machines) == 1:
         return None
     return (
         f"the cluster spans {len(machines)} machines: --storage {storage} must be the same "
-        "shared folder on each (NFS, a mounted bucket); a folder local to one machine loses the "
-        "checkpoints and results of trials that run elsewhere"
+        "shared folder on each (NFS), or object storage (s3://BUCKET/PREFIX); a folder local to "
+        "one machine loses the checkpoints and results of trials that run elsewhere"
     )
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -28,6 +29,7 @@ from ray import tune
 from arbiter.config.trials import trial_config
 from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
+from arbiter.experiments.location import Location
 
 # A long run is retried without limit: after a failure soon after an earlier start, wait first.
 BACKOFF_WINDOW_S = 600.0
@@ -40,8 +42,8 @@ def run_trial(
     base: dict[str, Any],
     cpus: int,
     scratch: str,
-    milestones: str | None = None,
-    attempts: str | None = None,
+    milestones: Location | None = None,
+    attempts: Location | None = None,
 ) -> None:
     """One trial: `base` (the template's run settings) with `overrides` (Tune's sample).
 
@@ -51,7 +53,7 @@ def run_trial(
     it keeps failing (a long run is retried without limit).
     """
     if attempts is not None:
-        _back_off(Path(attempts))
+        _back_off(attempts)
     config = trial_config(base, overrides)  # InvalidTrial fails the trial with a clear line
     config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
     torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
@@ -72,7 +74,7 @@ def run_trial(
         checkpoint = tune.Checkpoint.from_directory(saved) if saved else None
         tune.report(row, checkpoint=checkpoint)
         if saved and milestones and config.checkpoint.is_milestone(metrics["step"]):
-            _keep(saved, Path(milestones) / tune.get_context().get_trial_id() / saved.name)
+            _keep(saved, milestones / tune.get_context().get_trial_id() / saved.name)
 
     root = local_scratch(scratch)
     root.mkdir(exist_ok=True)
@@ -92,10 +94,10 @@ def run_trial(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def scratch_name(experiment: Path) -> str:
+def scratch_name(experiment: Location) -> str:
     """The folder, in each node's temporary directory, of `experiment`'s trial working folders:
-    named after the experiment's full path, so that two sweeps never share one."""
-    digest = hashlib.sha256(str(experiment.resolve()).encode()).hexdigest()[:8]
+    named after the experiment's full path or URI, so that two sweeps never share one."""
+    digest = hashlib.sha256(experiment.uri.encode()).hexdigest()[:8]
     return f"arbiter-{experiment.name}-{digest}"
 
 
@@ -104,17 +106,22 @@ def local_scratch(name: str) -> Path:
     return Path(tempfile.gettempdir()) / name
 
 
-def _keep(checkpoint: Path, destination: Path) -> None:
-    """Copy a checkpoint folder to `destination`, whole or not at all (copy, then rename)."""
+def _keep(checkpoint: Path, destination: Location) -> None:
+    """Copy a checkpoint folder to `destination`. A local copy is whole or absent (copied
+    aside, then renamed); an object store cannot rename a folder, and a copy cut short there
+    is a torn checkpoint, which loading detects and passes over."""
     if destination.exists():
         return  # a retry reached the same milestone again
-    partial = destination.with_name(f".partial-{destination.name}")
+    if destination.remote:
+        pafs.copy_files(str(checkpoint), destination.path, destination_filesystem=destination.fs)
+        return
+    partial = destination.local.with_name(f".partial-{destination.name}")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(checkpoint, partial)
-    partial.rename(destination)
+    partial.rename(destination.local)
 
 
-def _back_off(attempts: Path) -> None:
+def _back_off(attempts: Location) -> None:
     """Record this start; if the previous ones came in quick succession (a crash loop: an
     out-of-memory at start, a bad node), wait 5 s, 10 s, 20 s ... up to 5 minutes first."""
     now = time.time()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from arbiter.config.schema import Config, SweepConfig
 from arbiter.errors import UserError
+from arbiter.experiments.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,14 @@ class Placement:
 
 
 def build_tuner(
-    path: Path, config: Config, placement: Placement, restore: bool = False, long: bool = False
+    path: Location, config: Config, placement: Placement, restore: bool = False, long: bool = False
 ) -> Any:
     """The Tuner for a new experiment at `path`, or the restored one.
 
     `long`: the one trial of `arbiter long`, retried without limit (with a back-off) and
-    reporting its progress as steps and an ETA. Kept whole: it reads as one Tune declaration.
+    reporting its progress as steps and an ETA. In object storage, Tune and the trials write
+    through a filesystem that retries for minutes (`Location.patient`): a store that is away for
+    a while delays them rather than failing them. Kept whole: it reads as one Tune declaration.
     """
     from ray import tune
 
@@ -51,21 +53,27 @@ def build_tuner(
 
     sweep = config.sweep
     assert sweep is not None
-    milestones = path / MILESTONES if config.checkpoint.milestone_interval else None
+    stored = path.patient()
+    # Local storage is given to Tune as a plain path, so that it writes there directly.
+    filesystem = stored.fs if stored.remote else None
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
             base=config.run_settings(),
             cpus=placement.cpus_per_trial,
             scratch=scratch_name(path),
-            milestones=str(milestones) if milestones else None,
-            attempts=str(path / ATTEMPTS) if long else None,
+            milestones=stored / MILESTONES if config.checkpoint.milestone_interval else None,
+            attempts=stored / ATTEMPTS if long else None,
         ),
         placement.resources(),
     )
     if restore:  # the rest of the Tuner (progress callback included) comes from its saved state
         return tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            stored.path,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=filesystem,
         )
     progress = (
         LongProgress(sweep.metric, sweep.mode, config.training.steps)
@@ -88,7 +96,8 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=path.name,
-            storage_path=str(path.parent),
+            storage_path=stored.parent.path,
+            storage_filesystem=filesystem,
             stop=_stopper(sweep),
             # -1: without limit (Tune's convention)
             failure_config=tune.FailureConfig(max_failures=-1 if long else sweep.max_failures),
@@ -99,7 +108,7 @@ def build_tuner(
     )
 
 
-def fit(tuner: Any, path: Path) -> None:
+def fit(tuner: Any, path: Location) -> None:
     """Run the experiment at `path` to its end (or its interruption), then remove its trials'
     scratch folders on this node, those a killed sweep left included."""
     from arbiter.tune.trainable import local_scratch, scratch_name

@@ -20,6 +20,7 @@ import pytest
 from helpers import run, start, status, sweep_args, tiny_run
 
 from arbiter.core.checkpoint import latest_checkpoint
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ COMPUTED = (
 def trial_rows(experiment: Path) -> list[dict]:
     """The result rows of the experiment's only trial, oldest first ([] before the first)."""
     found = next(experiment.glob("*/result.json"), None)
-    return result_rows(found.parent) if found else []
+    return result_rows(Location.of(found.parent)) if found else []
 
 
 def wait_for(condition, what: str, driver: subprocess.Popen, timeout: float = 240) -> None:

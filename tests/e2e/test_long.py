@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import run, start, status, tiny_run
 
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 
 # tiny_run's tables: 2 checkpoints kept besides a milestone every 500 steps, and a swept key
@@ -28,7 +29,9 @@ LONG = {
 def rows(experiment: Path) -> list[dict]:
     """The result rows of the long run's trial (every attempt's, in order), [] before any."""
     return [
-        row for path in sorted(experiment.glob("*/result.json")) for row in result_rows(path.parent)
+        row
+        for path in sorted(experiment.glob("*/result.json"))
+        for row in result_rows(Location.of(path.parent))
     ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import RAY, run, start, status, sweep_args, tiny_run
 
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.cluster import storage_warning
 
@@ -107,7 +108,7 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     # every trial's results landed in the one storage folder
     assert all(Path(t["path"]).parent == tmp_path / "spread" for t in trials)
-    assert all(result_rows(Path(t["path"]))[-1]["step"] == 300 for t in trials)
+    assert all(result_rows(Location.of(t["path"]))[-1]["step"] == 300 for t in trials)
     spans = [
         (
             t["last"]["trial_start"],
@@ -133,7 +134,7 @@ def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_
     deadline = time.monotonic() + 240
 
     def progress() -> dict[str, list[dict]]:
-        return {d.name: result_rows(d) for d in experiment.glob("run_trial_*")}
+        return {d.name: result_rows(Location.of(d)) for d in experiment.glob("run_trial_*")}
 
     while True:  # until all four run, two of them on each node, past a checkpoint
         seen = progress()
@@ -150,7 +151,7 @@ def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_
     trials = status("lost", tmp_path)["trials"]
     assert len(trials) == 4 and all(t["status"] == "TERMINATED" for t in trials)
     for t in trials:
-        steps = [r["step"] for r in result_rows(Path(t["path"]))]
+        steps = [r["step"] for r in result_rows(Location.of(t["path"]))]
         assert steps[-1] == 1000
         assert steps.count(50) == 1, f"{t['id']} started again from step 0: {steps}"
     survivors = {t["last"]["node_id"] for t in trials}
@@ -158,7 +159,7 @@ def test_losing_a_node_mid_sweep_retries_its_trials_on_the_other(two_nodes, tmp_
 
 
 def test_a_local_storage_folder_on_a_multi_machine_cluster_is_warned_about():
-    assert storage_warning(Path("/data"), "10.0.0.1", {"10.0.0.1"}) is None
-    warning = storage_warning(Path("/data"), "10.0.0.1", {"10.0.0.1", "10.0.0.2"})
+    assert storage_warning(Location.of("/data"), "10.0.0.1", {"10.0.0.1"}) is None
+    warning = storage_warning(Location.of("/data"), "10.0.0.1", {"10.0.0.1", "10.0.0.2"})
     assert warning is not None
     assert "2 machines" in warning and "--storage /data" in warning and "shared" in warning

@@ -28,6 +28,7 @@ from arbiter.config.trials import trial_config
 from arbiter.core.grokking import phase
 from arbiter.core.loop import train
 from arbiter.core.metrics import read_metrics
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import has_tune_state
 from arbiter.tune.trainable import local_scratch, scratch_name
 
@@ -79,7 +80,9 @@ def test_nanda_more_training_data_generalizes_sooner(cluster, tmp_path):
     done, experiment = reproduce("nanda", cluster, tmp_path, *cut_down)
     rows = table_rows(done.stdout)
     assert [row[0] for row in rows] == ["0.3", "0.4", "0.5", "0.6"], done.stdout[-3000:]
-    trials = sorted(load_report(experiment).trials, key=lambda t: t.config["data.train_fraction"])
+    trials = sorted(
+        load_report(Location.of(experiment)).trials, key=lambda t: t.config["data.train_fraction"]
+    )
     assert all(t.final["train/accuracy"] == 1.0 for t in trials)
     test_loss = [t.final["val/loss"] for t in trials]
     assert test_loss[-1] < test_loss[0] / 2, test_loss
@@ -142,8 +145,10 @@ def test_ctrl_c_stops_the_reproductions_sweep_as_its_own_would(cluster, tmp_path
     assert driver.returncode == 130, printed[-3000:]
     assert f"continue with `arbiter resume {experiment.name}" in printed  # the sweep's own words
     assert f"--experiment {experiment}` compares it" in printed.splitlines()[-1]
-    assert has_tune_state(experiment)
-    assert not local_scratch(scratch_name(experiment)).exists()  # removed by the sweep itself
+    assert has_tune_state(Location.of(experiment))
+    assert not local_scratch(
+        scratch_name(Location.of(experiment))
+    ).exists()  # removed by the sweep itself
 
 
 def template_run(tmp_path: Path, template: str, settings: dict) -> list[dict]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import run, start, status, sweep_args, tiny_run
 
+from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.trainable import local_scratch, scratch_name
 
@@ -41,7 +42,7 @@ def trial_dirs(experiment: Path) -> dict[str, Path]:
     return {
         rows[0]["trial_id"]: d
         for d in experiment.iterdir()
-        if d.is_dir() and (rows := result_rows(d))
+        if d.is_dir() and (rows := result_rows(Location.of(d)))
     }
 
 
@@ -70,7 +71,7 @@ def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
     # status agrees with Tune's own files in each trial folder
     folders = trial_dirs(tmp_path / "grid")
     for t in trials:
-        rows = result_rows(folders[t["id"]])
+        rows = result_rows(Location.of(folders[t["id"]]))
         assert t["last"]["step"] == rows[-1]["step"] == 200
         params = json.loads((folders[t["id"]] / "params.json").read_text())
         assert params == t["config"]
@@ -134,10 +135,10 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     output, _ = driver.communicate(timeout=120)
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "arbiter resume cut" in output, output
-    scratch = local_scratch(scratch_name(experiment))
+    scratch = local_scratch(scratch_name(Location.of(experiment)))
     if sig == signal.SIGKILL:  # the killed trials had no chance to remove their scratch folders
         assert any(scratch.iterdir())
-    before = {tid: result_rows(d) for tid, d in trial_dirs(experiment).items()}
+    before = {tid: result_rows(Location.of(d)) for tid, d in trial_dirs(experiment).items()}
     finished_before = {tid for tid, rows in before.items() if rows[-1]["step"] == steps}
     assert finished_before
 
@@ -159,7 +160,7 @@ def test_interrupted_sweep_resumes_without_losing_work(cluster, tmp_path, write,
     # the trials' folders as Tune recorded them: a trial that the killed driver had started
     # but not yet saved in its state is begun again in a new folder (the old one is left over)
     assert all(Path(t["path"]).resolve().parent == (storage / "cut").resolve() for t in trials)
-    after = {t["id"]: result_rows(Path(t["path"])) for t in trials}
+    after = {t["id"]: result_rows(Location.of(t["path"])) for t in trials}
     for tid, rows in after.items():
         assert rows[-1]["step"] == steps
         logged = [r["step"] for r in rows]

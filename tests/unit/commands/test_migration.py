@@ -16,6 +16,7 @@ from helpers import ROOT, run, status, tiny_run
 from arbiter.commands.exit_codes import ExitCode
 from arbiter.config.loading import load_config
 from arbiter.config.templates import packaged_configs
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import Record, read_record, template_hash
 from arbiter.experiments.storage import new_experiment
 
@@ -213,7 +214,7 @@ def test_an_old_record_without_base_config_still_loads(tmp_path):
         "cpus_per_trial": 1,
     }
     (tmp_path / "arbiter.json").write_text(json.dumps(old))
-    assert read_record(tmp_path).base_config is None
+    assert read_record(Location.of(tmp_path)).base_config is None
 
 
 def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_path):
@@ -230,8 +231,8 @@ def test_resume_refuses_a_base_config_changed_since_the_start(write, cli, tmp_pa
         1,
         base_config=str(base),
     )
-    path = new_experiment(tmp_path / "storage", "exp", record)
-    (path / "tuner.pkl").write_bytes(b"")  # as if Tune had saved its state
+    path = new_experiment(Location.of(tmp_path / "storage"), "exp", record)
+    (path / "tuner.pkl").write_text("")  # as if Tune had saved its state
     (path / "experiment_state-0.json").write_text("{}")
     base.write_text(tiny_run(200))
     code, _, err = cli("resume", "exp", "--storage", tmp_path / "storage")
@@ -271,7 +272,7 @@ def test_the_legacy_orchestrator_flags_run_a_sweep_and_resume(cluster, write, tm
     assert len(trials) == 2 and {t["status"] for t in trials} == {"TERMINATED"}
     assert sorted(t["config"]["training.weight_decay"] for t in trials) == [0.1, 1.0]
     assert all(t["last"]["step"] == 150 for t in trials)  # the base config's steps
-    record = read_record(tmp_path / "legacy")
+    record = read_record(Location.of(tmp_path / "legacy"))
     assert record.base_config == str(base.resolve())
     assert record.sets == ["sweep.strategy=grid"]
     # resume rebuilds the same template from the record: base config and strategy included

@@ -23,6 +23,7 @@ from matplotlib.image import imread
 from arbiter.commands.report import load_report
 from arbiter.config.loading import load_config
 from arbiter.core.grokking import PHASES, measures_from_rows
+from arbiter.experiments.location import Location
 from arbiter.experiments.record import RECORD
 from arbiter.experiments.trials import result_rows
 from arbiter.report.data import (
@@ -319,7 +320,7 @@ def test_an_experiment_without_results_says_so_on_one_line(cli, tmp_path, write)
     template = write("t.toml", '[sweep.space]\n"training.weight_decay" = [0.1, 1.0]\n')
     config = load_config(template)
     record = Record(str(template), [], template_hash(config), config.model_dump(mode="json"), 0, 1)
-    new_experiment(tmp_path, "empty", record)
+    new_experiment(Location.of(tmp_path), "empty", record)
     code, out, err = cli("report", "empty", "--storage", tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "no trial has reported a result yet" in err
@@ -386,7 +387,7 @@ def test_summary_json_agrees_with_the_trials_rows(swept, tmp_path):
     assert [t["id"] for t in data["trials"]] == [t["id"] for t in status]
     assert data["swept"] == ["data.train_fraction", "training.weight_decay"]
     for t, s in zip(data["trials"], status, strict=True):
-        measures = measures_from_rows(result_rows(Path(s["path"])))
+        measures = measures_from_rows(result_rows(Location.of(s["path"])))
         assert t["steps_to_grok"] == measures.get("steps_to_grok")
         assert t["steps_to_fit"] == measures.get("steps_to_fit")
         assert t["config"] == s["config"] and t["status"] == "TERMINATED" and t["step"] == 500
@@ -401,7 +402,7 @@ def test_summary_json_agrees_with_the_trials_rows(swept, tmp_path):
 
 @pytest.mark.slow
 def test_one_axis_of_the_real_sweep_plots_the_metric_against_it(swept, tmp_path):
-    report = load_report(swept)
+    report = load_report(Location.of(swept))
     assert (swept / RECORD).is_file() and len(report.trials) == 4
     one_axis = replace(report, swept=["training.weight_decay"])
     plots = draw_all(one_axis, tmp_path)
