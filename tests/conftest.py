@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RAY, S3, free_port, wait_for_port
+from helpers import RAY, S3, free_port, start_moto
 
 from arbiter.cli import main
 
@@ -89,18 +88,9 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[str]:
     """moto's S3 server on a loopback port for the whole session: its endpoint URL."""
-    moto = Path(sys.executable).parent / "moto_server"
-    if not moto.exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-        )
+    server, endpoint = start_moto("127.0.0.1", tmp_path_factory.mktemp("moto") / "moto.log")
     try:
-        wait_for_port("127.0.0.1", port, server, timeout=30)
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.kill()
         server.wait()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
 from arbiter.config.schema import Config
 from arbiter.experiments.trials import TrialStatus
 from arbiter.report.data import TrialReport, trial_report
@@ -142,10 +144,10 @@ def status(name: str, storage: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now at `address`."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -159,6 +161,28 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: floa
                 return
         assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
         time.sleep(0.2)
+
+
+def start_moto(address: str, log: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server listening on `address` (on `port`, or a free one), its output into
+    `log`: the process and its endpoint URL, once it accepts connections. moto keeps its
+    buckets in memory: a restart starts empty."""
+    moto = Path(sys.executable).parent / "moto_server"
+    if not moto.exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = port or free_port(address)
+    with log.open("a") as out:
+        server = subprocess.Popen(
+            [moto, "-H", address, "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(address, port, server, timeout=30)
+    except BaseException:
+        server.kill()
+        raise
+    return server, f"http://{address}:{port}"
 
 
 @dataclass(frozen=True)

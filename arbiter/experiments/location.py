@@ -23,9 +23,11 @@ import pyarrow.fs as pafs
 from arbiter.errors import UserError
 
 # Arbiter's own reads and checks answer within seconds when the store does not; a sweep's
-# uploads (Tune's, through `patient`) ride out a store that is away for a minute or two.
-QUICK = {"connect_timeout": 3.0, "request_timeout": 10.0, "max_attempts": 2}
-PATIENT = {"connect_timeout": 5.0, "request_timeout": 60.0, "max_attempts": 12}
+# uploads and restores (Tune's and the trials', through `patient`) ride out a store that is
+# away for a few minutes: 13 retries with exponential back-off span ~205 s when every attempt
+# is refused at once (12 span ~100 s), more when connections time out.
+QUICK = {"connect_timeout": 3.0, "request_timeout": 10.0, "retries": 1}
+PATIENT = {"connect_timeout": 5.0, "request_timeout": 60.0, "retries": 13}
 EXAMPLES = "a local folder, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
 
 
@@ -137,18 +139,35 @@ class Location:
 
 def _tuned(fs: pafs.FileSystem, settings: dict[str, float]) -> pafs.FileSystem:
     """An S3 filesystem as `from_uri` made it (from the URI and the AWS variables), with
-    `settings`' timeouts and attempts; other filesystems as they are."""
+    `settings`' timeouts and retries; other filesystems as they are."""
     if not isinstance(fs, pafs.S3FileSystem):
         return fs
     options = fs.__reduce__()[1][0]  # pyarrow pickles an S3FileSystem as its options
-    return pafs.S3FileSystem(
-        **{
-            **options,
-            "connect_timeout": settings["connect_timeout"],
-            "request_timeout": settings["request_timeout"],
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(int(settings["max_attempts"])),
-        }
-    )
+    return RetryingS3FileSystem(options, settings)
+
+
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem with `settings`' timeouts and retries, also after pickling.
+
+    pyarrow pickles an S3FileSystem without its retry strategy, so the copy Tune sends to every
+    trial would fall back to pyarrow's default of 3 quick attempts: a store away for a few
+    seconds would fail the trials. AWS's "default" strategy (exponential back-off, no retry
+    quota) is used rather than "standard", whose quota stops retrying after ~100 failures in
+    a process, which one outage's uploads reach."""
+
+    def __init__(self, options: dict, settings: dict[str, float]) -> None:
+        super().__init__(
+            **{
+                **options,
+                "connect_timeout": settings["connect_timeout"],
+                "request_timeout": settings["request_timeout"],
+                "retry_strategy": pafs.AwsDefaultS3RetryStrategy(int(settings["retries"])),
+            }
+        )
+        self._options, self._settings = options, settings
+
+    def __reduce__(self):
+        return RetryingS3FileSystem, (self._options, self._settings)
 
 
 @contextmanager

@@ -5,10 +5,13 @@ in a module of tests/e2e: pytest puts the folder of a test module without `__ini
 
 Each host is a network namespace `arbiter-test-<id>-hN`, joined by a veth pair to a bridge in
 the root namespace (the bridge holds `10.77.X.1/24`, host N `10.77.X.(10+N)`, default route via
-the bridge), plus a private mount and UTS namespace held open by one `sleep` process per host:
-its own tmpfs on /tmp and /dev/shm (and on any extra folder asked for), its own hostname and
-/etc/hosts. Everything else (the repository, the venv, /root with Ray's auth token) is the
-machine's one disk, as the software installed on every machine of a real cluster.
+the bridge), plus a private mount, UTS and PID namespace whose PID 1 is a small reaper: its own
+tmpfs on /tmp and /dev/shm (and on any extra folder asked for), its own hostname, /etc/hosts and
+process table. The last matters to Ray: a driver finds its node's raylet by listing processes,
+and one that saw every host's raylets would join the head's and give its peers an address that
+is not its own (objects it owns could not be fetched). Everything else (the repository, the
+venv, /root with Ray's auth token) is the machine's one disk, as the software installed on every
+machine of a real cluster.
 
 A process in the root namespace (an S3 server, say) is reached from every host at
 `network.gateway`; the pytest process reaches every host at `host.address`. Commands on a host
@@ -60,6 +63,17 @@ UNABLE = re.compile(
 )
 
 Command = str | Sequence[str | os.PathLike]
+
+# PID 1 of a host's PID namespace: it reaps the processes orphaned there (Ray's workers outlive
+# a killed raylet), as init does on a real machine.
+REAPER = """\
+import os, time
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        time.sleep(1)
+"""
 
 
 def _argv(cmd: Command) -> list[str]:
@@ -148,17 +162,20 @@ def reap_stale() -> None:
 @dataclass(eq=False)
 class Host:
     """One test host: `name` ("h1"), its network namespace `netns`, its `address` on the
-    bridge, and the `holder` process whose mount and UTS namespaces commands enter."""
+    bridge, the `holder` process (`unshare`) and `init`, the pid of the host's first process
+    (its PID 1, a zombie reaper), whose namespaces commands enter."""
 
     name: str
     netns: str
     address: str
     holder: subprocess.Popen
+    init: int = 0
     private: Sequence[str] = ("/tmp", "/dev/shm")
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def argv(self, cmd: Command, cwd: str | os.PathLike | None = None) -> list[str]:
-        """`cmd` as the argv that runs it on this host (nsenter execs it: same pid). The
+        """`cmd` as the argv that runs it on this host (nsenter forks it into the host's PID
+        namespace and waits for it: a signal to the Popen reaches nsenter, not `cmd`). The
         working directory is set after entering, since entering a mount namespace resets it.
         By default it is this process's, or / where that lies on a folder private to hosts
         (pytest's tmp_path, say), which the host does not have."""
@@ -166,7 +183,7 @@ class Host:
         if cwd is None and any(Path(where).is_relative_to(p) for p in self.private):
             where = "/"
         return [
-            *("nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--uts"),
+            *("nsenter", f"--target={self.init}", "--mount", "--net", "--uts", "--pid"),
             f"--wd={where}",
             *_argv(cmd),
         ]
@@ -228,14 +245,14 @@ class Host:
         return self.run(["cat", str(path)], timeout=10, check=True).stdout
 
     def pids(self) -> list[int]:
-        """Every process of this host but the namespace holder."""
-        return [p for p in _netns_pids(self.netns) if p != self.holder.pid]
+        """Every process of this host but the namespace holder and init."""
+        return [p for p in _netns_pids(self.netns) if p not in (self.holder.pid, self.init)]
 
     def kill(self) -> None:
         """SIGKILLs every process of this host at once (all those in its network namespace),
         as a host that loses power. The holder stays, so the host's files remain and later
         commands may run on it again (a host that comes back)."""
-        _empty_netns(self.netns, spare=[self.holder.pid])
+        _empty_netns(self.netns, spare=[self.holder.pid, self.init])
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)  # reaped: no zombies, and returncode is set
@@ -325,11 +342,13 @@ class Network:
                 ),
             ]
         )
-        script = f"{mounts} && hostname {name} && echo ready && exec sleep infinity"
+        reaper = shlex.join([sys.executable, "-c", REAPER])
+        script = f"{mounts} && hostname {name} && echo ready && exec {reaper}"
         holder = subprocess.Popen(
             [
                 *("ip", "netns", "exec", netns),
-                *("unshare", "--mount", "--uts", "--propagation", "private"),
+                *("unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc"),
+                *("--propagation", "private"),
                 *("sh", "-c", script),
             ],
             stdout=subprocess.PIPE,
@@ -347,6 +366,8 @@ class Network:
             if UNABLE.search(error):
                 _skip(f"cannot make test hosts from namespaces here: {message}")
             raise RuntimeError(message)
+        # unshare's one child: the script, now the reaper
+        host.init = int(Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text())
 
     def close(self) -> None:
         """Ends every process of every host, then removes the namespaces, veths (they go with

@@ -84,6 +84,17 @@ def test_startup_smoke_test_times_sweep_and_resume_to_their_first_step() -> None
 
 
 @pytest.mark.slow
+def test_storage_smoke_test_runs_the_sweep_locally_and_in_s3_with_the_same_checkpoints() -> None:
+    local, s3 = table_rows(run_smoke_test("storage.py"))
+    assert local[0] == "local folder" and s3[0].startswith("s3://")
+    assert all(number(row[1]) > 0 for row in (local, s3))
+    # the same checkpoints, byte for byte as many, whether on disk or in the bucket
+    assert number(local[2]) == number(s3[2]) > 0
+    assert number(local[3]) == number(s3[3]) > 12 * 62_016  # fp32 weights and two moments
+    assert number(s3[4].rstrip("x")) == pytest.approx(number(s3[1]) / number(local[1]), abs=0.01)
+
+
+@pytest.mark.slow
 def test_checkpoint_cost_smoke_test_sets_a_write_against_the_steps_between_two() -> None:
     (row,) = table_rows(run_smoke_test("checkpoint_cost.py"))
     name, params, size, write, digest, interval, step, overhead, break_even = row

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import socket
+import threading
 import time
 
 import pytest
@@ -14,7 +17,7 @@ from helpers import tiny_run
 
 from arbiter.errors import UserError
 from arbiter.experiments.lease import LEASE, Lease
-from arbiter.experiments.location import Location
+from arbiter.experiments.location import PATIENT, Location, RetryingS3FileSystem
 from arbiter.experiments.record import Record
 from arbiter.experiments.storage import find_experiment, new_experiment, storage_root
 
@@ -122,3 +125,30 @@ def test_a_lease_whose_process_is_gone_is_stale_at_once(tmp_path):
     with Lease(path) as taken:  # the killed driver's lease does not block
         assert taken.holder.token != stale["token"]
     assert not (path / LEASE).exists()
+
+
+def test_the_filesystem_sent_to_trials_keeps_its_retries_and_no_keys(s3, monkeypatch):
+    # A server that accepts and at once closes every connection: each S3 attempt is one accept.
+    accepts = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed by the test
+                return
+            accepts.append(1)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    fs = Location.of(s3.uri()).fs
+    tuned = RetryingS3FileSystem(fs.__reduce__()[1][0], {**PATIENT, "retries": 5})
+    sent = pickle.dumps(tuned)  # as Tune sends its storage filesystem to every trial
+    assert b"arbiter-test-secret" not in sent
+    with server, pytest.raises(OSError, match="NETWORK_CONNECTION|connect"):
+        pickle.loads(sent).get_file_info(f"{s3.bucket}/key")
+    assert len(accepts) == 6  # the first attempt and 5 retries; pyarrow's own pickling: 3
