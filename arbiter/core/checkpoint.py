@@ -15,9 +15,11 @@ import json
 import logging
 import os
 import platform
+import posixpath
 import random
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -141,41 +143,51 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest valid checkpoint under `out_dir` and its state; None when there is none."""
-    return _first_valid(_step_dirs(Path(out_dir) / "checkpoints"))
+    return _first_valid([str(p) for p in _step_dirs(Path(out_dir) / "checkpoints")])
 
 
-def usable_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
+def usable_checkpoint(
+    path: str | Path,
+    siblings: Iterable[str] | None = None,
+    fetch: Callable[[str], Path] = Path,
+) -> tuple[Path, dict[str, Any]] | None:
     """Checkpoint `path` if it is valid, else the newest valid one among its older siblings.
 
     Ray Tune hands a trial the checkpoint it recorded last, `checkpoint_NNNNNN/` in the trial's
-    folder; if that one was truncated (a full disk during the copy to storage, say), the trial
-    continues from the previous one instead of failing again on every retry.
+    folder; if that one was truncated (a full disk or a lost connection during the copy to
+    storage, say), the trial continues from the previous one instead of failing again on every
+    retry. A local folder's siblings are listed here; a checkpoint in object storage comes with
+    `siblings` (the names in its trial's folder) and `fetch`, which downloads one candidate
+    (a path in the store) and returns its local folder, newest first and only as needed.
     """
-    path = Path(path)
-    match = _TUNE_DIR.match(path.name)
+    path = str(path)
+    parent, name = posixpath.split(path.rstrip("/"))
+    match = _TUNE_DIR.match(name)
     if match is None:
-        return _first_valid([path])
+        return _first_valid([path], fetch)
+    if siblings is None:
+        siblings = [p.name for p in Path(parent).iterdir()]
     index = int(match.group(1))
-    older = [
-        (int(m.group(1)), p)
-        for p in path.parent.iterdir()
-        if (m := _TUNE_DIR.match(p.name)) and int(m.group(1)) < index
-    ]
-    return _first_valid([path, *(p for _, p in sorted(older, reverse=True))])
+    numbered = ((int(m.group(1)), n) for n in siblings if (m := _TUNE_DIR.match(n)))
+    older = sorted(((i, n) for i, n in numbered if i < index), reverse=True)
+    return _first_valid([path, *(posixpath.join(parent, n) for _, n in older)], fetch)
 
 
-def _first_valid(candidates: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+def _first_valid(
+    candidates: list[str], fetch: Callable[[str], Path] = Path
+) -> tuple[Path, dict[str, Any]] | None:
     """The first of `candidates` (newest first) that loads, warning about each one skipped."""
-    for i, path in enumerate(candidates):
+    for i, candidate in enumerate(candidates):
         try:
+            path = fetch(candidate)
             return path, load_checkpoint(path)
         except CheckpointError as exc:
             after = (
-                f"falling back to {candidates[i + 1].name}"
+                f"falling back to {posixpath.basename(candidates[i + 1])}"
                 if i + 1 < len(candidates)
                 else "no older checkpoint to fall back to"
             )
-            log.warning("checkpoint %s is corrupt (%s); %s", path, exc, after)
+            log.warning("checkpoint %s is corrupt (%s); %s", candidate, exc, after)
     return None
 
 

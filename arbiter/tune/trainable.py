@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import shutil
 import tempfile
 import time
@@ -84,14 +85,33 @@ def run_trial(
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             train(config, workdir, reporter=report)
-        else:
+        elif isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
             with checkpoint.as_directory() as folder:
                 # a corrupt checkpoint falls back to an older one; none valid: from step 0
                 resume = usable_checkpoint(Path(folder))
                 train(config, workdir, reporter=report, resume_from=resume)
+        else:
+            resume = _restore_remote(checkpoint, workdir)
+            train(config, workdir, reporter=report, resume_from=resume)
     finally:
         logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _restore_remote(checkpoint: Any, workdir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """A checkpoint in object storage, as `usable_checkpoint` does locally: Tune's newest, else
+    the newest older one of the trial that loads, each downloaded into `workdir` when tried."""
+    fs, path = checkpoint.filesystem, checkpoint.path
+    trial = posixpath.dirname(path.rstrip("/"))
+    siblings = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(trial))]
+
+    def fetch(candidate: str) -> Path:
+        local = workdir / "restore" / posixpath.basename(candidate)
+        local.mkdir(parents=True)  # copy_files makes no folder for a prefix without a marker
+        pafs.copy_files(candidate, str(local), source_filesystem=fs)
+        return local
+
+    return usable_checkpoint(path, siblings, fetch)
 
 
 def scratch_name(experiment: Location) -> str:

@@ -97,31 +97,45 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(cluster, tmp_path,
     assert status("killed", tmp_path)["trials"][0]["status"] == "TERMINATED"
 
 
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(cluster, tmp_path, write):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
+    where, cluster, tmp_path, write, request
+):
+    storage = request.getfixturevalue("s3").uri() if where == "s3" else str(tmp_path)
     template = write("one.toml", tiny_run(2000, ONE_TRIAL))
-    driver = start(*sweep_args(template, gpus=1, address=cluster, storage=tmp_path, name="torn"))
-    experiment = tmp_path / "torn"
-    wait_for(
-        lambda: len(list(experiment.glob("*/checkpoint_*/meta.json"))) >= 4, "4 checkpoints", driver
-    )
+    driver = start(*sweep_args(template, gpus=1, address=cluster, storage=storage, name="torn"))
+    experiment = Location.of(storage) / "torn"
+
+    def checkpoints() -> list[Location]:
+        trial = next((n for n in experiment.children() if n.startswith("run_trial_")), None)
+        if trial is None:
+            return []
+        names = [n for n in (experiment / trial).children() if n.startswith("checkpoint_")]
+        return [f for n in names if ((f := experiment / trial / n) / "meta.json").is_file()]
+
+    wait_for(lambda: len(checkpoints()) >= 4, "4 checkpoints", driver)
     driver.send_signal(signal.SIGINT)
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output
 
     # Tune's saved state may name the newest checkpoint or, its snapshot lagging one report
-    # behind, the one before: tear both (a full disk during their copy to storage, say)
-    *_, intact, torn, newest = sorted(experiment.glob("*/checkpoint_*"))
+    # behind, the one before: tear both (a full disk or a lost connection during their copy
+    # to storage, say)
+    *_, intact, torn, newest = checkpoints()
     for folder in (torn, newest):
         state = folder / "state.pt"
-        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+        with state.fs.open_input_stream(state.path) as f:
+            data = f.read()
+        with state.fs.open_output_stream(state.path) as f:
+            f.write(data[: len(data) // 2])
     saved_step = json.loads((intact / "meta.json").read_text())["step"]
 
-    resumed = run("resume", "torn", "--storage", tmp_path, "--address", cluster, timeout=600)
+    resumed = run("resume", "torn", "--storage", storage, "--address", cluster, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # said on the sweep's terminal
     assert f"{torn.name} is corrupt" in resumed.stdout, resumed.stdout
     assert f"falling back to {intact.name}" in resumed.stdout
-    steps = [r["step"] for r in trial_rows(experiment)]
+    steps = [r["step"] for r in result_rows(newest.parent)]
     assert restarts(steps) == [saved_step + 50], steps  # continued from the intact checkpoint
     assert steps[-1] == 2000
 
