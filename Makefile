@@ -41,6 +41,8 @@ bench: install
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/checkpoint_cost.py
 	$(BIN)/python benchmarks/gpu_throughput.py
+	$(BIN)/python benchmarks/storage.py
+	$(BIN)/python benchmarks/packing.py
 
 # The published results of docs/reproductions.md as full sweeps: hours on a CPU (nanda took 56
 # minutes on a 2-core CPU, prieto 51, phases 18); add GPUS=N to use GPUs. A goal

@@ -14,7 +14,7 @@ from typing import get_args
 
 from arbiter import __version__
 from arbiter.commands.exit_codes import ExitCode
-from arbiter.config.schema import SweepConfig
+from arbiter.config.schema import MAX_TRIALS_PER_GPU, SweepConfig
 from arbiter.errors import RunFailed, UserError
 from arbiter.experiments.storage import DEFAULT_STORAGE
 
@@ -65,7 +65,14 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
         choices=get_args(SweepConfig.model_fields["strategy"].annotation),  # the schema's list
         help="legacy: overrides [sweep] strategy (same as --set sweep.strategy=S)",
     )
-    _placement_flags(sweep, "GPUs to use, one trial each (0: CPU trials)", "each trial reserves")
+    _placement_flags(sweep, "GPUs to use (0: CPU trials)", "each trial reserves")
+    sweep.add_argument(
+        "--trials-per-gpu",
+        type=_trials_per_gpu,
+        metavar="K|auto",
+        help="trials sharing each GPU, 1/K of it each (default: the template's [sweep] "
+        "trials_per_gpu, else 1); auto: as many as fit in the smallest GPU's free memory",
+    )
     _storage_flag(sweep)
     sweep.add_argument("--name", help="experiment name (default: template name and a timestamp)")
     sweep.add_argument(
@@ -183,6 +190,7 @@ def _sweep(args: argparse.Namespace) -> int:
         base_config=args.base_config,
         strategy=args.strategy,
         resume_if_exists=args.resume_if_exists,
+        trials_per_gpu=args.trials_per_gpu,
     )
 
 
@@ -276,6 +284,22 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _trials_per_gpu(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_TRIALS_PER_GPU} or auto, got {text!r}"
+        ) from None
+    if not 1 <= value <= MAX_TRIALS_PER_GPU:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_TRIALS_PER_GPU} or auto, got {value}"
+        )
     return value
 
 

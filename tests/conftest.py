@@ -6,16 +6,12 @@ helpers.py."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RAY, S3, free_port, start_moto
+from helpers import S3, start_moto, start_ray_head, stop_ray_head
 
 from arbiter.cli import main
 
@@ -49,40 +45,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    """A Ray head with 4 logical GPUs, ended with its whole process group afterwards."""
-    port = free_port()
-    # Ray 2.60 clusters use token authentication: the head and every client opt in before
-    # importing ray; a fresh machine first gets a token in ~/.ray/auth_token.
-    # The S3 tests' credentials (moto takes any), as every node of a real cluster has its own.
-    env = {**os.environ, **S3.CREDENTIALS, "RAY_AUTH_MODE": "token"}
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
-    head = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=4",
-            "--num-gpus=4",
-            "--block",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    probe = [RAY, "status", f"--address={address}"]
-    while subprocess.run(probe, capture_output=True, env=env).returncode:
-        assert head.poll() is None and time.monotonic() < deadline, "ray start failed"
-        time.sleep(1)
+def cluster():
+    """A Ray head with 4 CPUs and 4 logical GPUs for the session: its address."""
+    head, address = start_ray_head(num_cpus=4, num_gpus=4)
     yield address
-    os.killpg(head.pid, signal.SIGKILL)  # a throwaway cluster: a graceful stop takes 10 s
-    head.wait()
+    stop_ray_head(head)
 
 
 @pytest.fixture(scope="session")

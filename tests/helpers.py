@@ -8,8 +8,10 @@ imports this one the same way from any subfolder of tests/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -161,6 +163,44 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: floa
                 return
         assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
         time.sleep(0.2)
+
+
+def start_ray_head(num_cpus: int, num_gpus: int) -> tuple[subprocess.Popen, str]:
+    """A `ray start --head` on a free loopback port with logical CPUs and GPUs, once it answers:
+    the process (stop it with `stop_ray_head`) and its address."""
+    port = free_port()
+    # Ray 2.60 clusters use token authentication: the head and every client opt in before
+    # importing ray; a fresh machine first gets a token in ~/.ray/auth_token.
+    # The S3 tests' credentials (moto takes any), as every node of a real cluster has its own.
+    env = {**os.environ, **S3.CREDENTIALS, "RAY_AUTH_MODE": "token"}
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
+    head = subprocess.Popen(
+        [
+            *(RAY, "start", "--head", f"--port={port}", "--block"),
+            *(f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"),
+            *("--include-dashboard=false", "--disable-usage-stats"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    probe = [RAY, "status", f"--address={address}"]
+    while subprocess.run(probe, capture_output=True, env=env).returncode:
+        if head.poll() is not None or time.monotonic() > deadline:
+            stop_ray_head(head)
+            raise RuntimeError("ray start --head failed")
+        time.sleep(1)
+    return head, address
+
+
+def stop_ray_head(head: subprocess.Popen) -> None:
+    """SIGKILL the head's whole process group: a throwaway cluster (a graceful stop: 10 s)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)
+    head.wait()
 
 
 def start_moto(address: str, log: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:

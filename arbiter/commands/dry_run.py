@@ -1,7 +1,8 @@
 """`arbiter sweep --dry-run`: every trial of a template with its cost, without starting Ray.
 
 One row per trial: swept values, parameters, training FLOPs per token and estimated training
-memory, with a mark on trials that cannot fit the smallest GPU visible here.
+memory, with a mark on trials that cannot fit the smallest GPU visible here, and how trials
+share a GPU (`--trials-per-gpu`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,30 @@ from arbiter.config.schema import Config
 from arbiter.config.space import Grid
 from arbiter.config.trials import Trial
 from arbiter.core.estimate import estimate
-from arbiter.core.hardware import visible_gpus
+from arbiter.core.hardware import free_gpu_memory, visible_gpus
+from arbiter.errors import UserError
+from arbiter.tune.packing import auto_packing
 from arbiter.ui import console, gib, show, si
 
 
-def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int | None) -> None:
+def print_dry_run(
+    path: Path,
+    template: Config,
+    trials: list[Trial],
+    gpus: int | None,
+    trials_per_gpu: int | str = 1,
+) -> None:
     assert template.sweep is not None
     sweep, out = template.sweep, console()
     devices = visible_gpus()
     limit = min((g.memory_bytes for g in devices), default=None)
-    concurrency = (
-        f"{gpus} at a time" if gpus else ("one per CPU slot" if gpus == 0 else "one per GPU")
-    )
+    per_gpu = "one per GPU" if trials_per_gpu == 1 else f"{trials_per_gpu} per GPU"
+    if gpus == 0:
+        concurrency = "one per CPU slot"
+    elif gpus and trials_per_gpu != "auto":
+        concurrency = f"{gpus * int(trials_per_gpu)} at a time, {per_gpu}"
+    else:
+        concurrency = per_gpu
     out.print(
         f"{path}: {len(trials)} trials, strategy {sweep.strategy}, scheduler {sweep.scheduler}, "
         f"ranked by {sweep.metric} ({sweep.mode}), {concurrency}"
@@ -72,5 +85,27 @@ def print_dry_run(path: Path, template: Config, trials: list[Trial], gpus: int |
             f"Checked against {len(devices)} GPU(s) ({names}), smallest {gib(limit)}: "
             f"{too_big} trial(s) do not fit."
         )
+    if gpus != 0:
+        out.print(_packing(trials, trials_per_gpu))
     if gpus and len(devices) and gpus > len(devices):
         out.print(f"Note: --gpus {gpus} asks for more GPUs than the {len(devices)} visible here.")
+
+
+def _packing(trials: list[Trial], trials_per_gpu: int | str) -> str:
+    """How trials share a GPU: K of the largest trial against the smallest GPU's free memory
+    here, or what `auto` would choose."""
+    largest = max(estimate(t.config).memory_bytes for t in trials)
+    free = free_gpu_memory()
+    if trials_per_gpu == "auto":
+        if not free:
+            return "Packing auto: decided at start from the free memory of the cluster's GPUs."
+        try:
+            return auto_packing(largest, min(free)).reason.capitalize() + "."
+        except UserError as exc:
+            return str(exc)
+    k = int(trials_per_gpu)
+    need = f"{k} x ~{gib(largest)} (the largest trial)"
+    if not free:
+        return f"Packing {k} per GPU: needs {need} per GPU."
+    verdict = "fits" if k * largest <= min(free) else "does NOT fit"
+    return f"Packing {k} per GPU: {need} {verdict} in the smallest GPU's {gib(min(free))} free."

@@ -46,7 +46,7 @@ def resume_experiment(path: Location, record: Record, address: str | None) -> Ex
         print(
             f"resuming {path.name}: unfinished and errored trials continue from their checkpoints"
         )
-        placement = Placement(record.gpus, record.cpus_per_trial)
+        placement = Placement(record.gpus, record.cpus_per_trial, record.trials_per_gpu)
         fit(build_tuner(path, record.config, placement, True, long=record.kind == "long"), path)
 
     from arbiter.commands.outcome import outcome

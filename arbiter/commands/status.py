@@ -46,12 +46,16 @@ def print_table(path: Location, record: Record, trials: list[TrialStatus], metri
     keys = sorted({k for t in trials for k in t.config})
     # steps to fit (train accuracy >= 99%) and to grok (val accuracy >= 99%), see core.grokking
     columns = ("state", "step", metric, "best", "fit at", "grok at")
-    table = Table("trial", *keys, *columns, box=None, header_style="bold")
+    # where each trial ran last: its host when there are several, its GPU ids on GPU sweeps
+    hosts = {t.last.get("hostname") for t in trials if t.last.get("hostname")}
+    where = (["host"] if len(hosts) > 1 else []) + (["gpu"] if record.gpus else [])
+    table = Table("trial", *keys, *columns, *where, box=None, header_style="bold")
     for t in trials:
         measures = (t.last.get(k) for k in ("step", metric))
         grokking = (t.last.get("steps_to_fit"), t.last.get("steps_to_grok"))
         cells = (*(t.config.get(k) for k in keys), t.status, *measures, t.best, *grokking)
-        table.add_row(t.id, *(show(c) for c in cells))
+        ran = {"host": t.last.get("hostname"), "gpu": t.last.get("gpu_ids") or None}
+        table.add_row(t.id, *(show(c) for c in cells), *(show(ran[w]) for w in where))
     out = console()
     counts = tally(t.status for t in trials) or "no trials yet"
     out.print(f"{path}  ({record.template})  {counts}")

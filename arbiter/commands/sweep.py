@@ -25,6 +25,7 @@ from arbiter.experiments.storage import (
     new_experiment,
     storage_root,
 )
+from arbiter.tune.packing import check_request, placement_words
 
 
 def sweep(
@@ -41,11 +42,13 @@ def sweep(
     base_config: str | None = None,
     strategy: str | None = None,
     resume_if_exists: bool = False,
+    trials_per_gpu: int | str | None = None,
 ) -> ExitCode:
     """Run `template` (a path or a packaged name) as the experiment STORAGE/NAME; `base_config`
     and `strategy` are the legacy flags (`arbiter.legacy`). `resume_if_exists`: an existing
     NAME of the same template is resumed instead of refused (the one command a requeued job
-    runs); kept whole, so the order of the checks is visible."""
+    runs); `trials_per_gpu`: K or "auto" (None: the template's). Kept whole, so the order of
+    the checks is visible."""
     from arbiter.commands.dry_run import print_dry_run
     from arbiter.config.trials import plan_trials
 
@@ -55,10 +58,13 @@ def sweep(
     trials = plan_trials(config, str(template_path))
     root = storage_root(storage)
     notes = legacy.notes(base_config, strategy, template_path, base, config.sweep.strategy)
+    packed = trials_per_gpu if trials_per_gpu is not None else config.sweep.trials_per_gpu
     if dry_run:
         _print_notes(notes)
-        print_dry_run(template_path, config, trials, gpus)
+        print_dry_run(template_path, config, trials, gpus, packed)
         return ExitCode.DONE
+    if trials_per_gpu is not None:
+        check_request(trials_per_gpu, gpus, address)
     name = check_name(name or default_name(template_path))
     existing = resume_if_exists and holds_record(root / name)
     if existing:
@@ -72,10 +78,12 @@ def sweep(
     check_storage(root)
 
     from arbiter.tune.cluster import connect, warn_if_storage_is_local
+    from arbiter.tune.packing import decide
     from arbiter.tune.tuner import Placement, build_tuner, fit, search_alg
 
     search_alg(config.sweep)  # a missing optional package is an error before Ray starts
     used = connect(address, gpus, dashboard_host)
+    packing = decide(packed, used, trials, address)
     warn_if_storage_is_local(root)
     _print_notes(notes)  # after every check of the input: a mistake stays one line on stderr
     record = Record(
@@ -86,13 +94,19 @@ def sweep(
         gpus=used,
         cpus_per_trial=cpus_per_trial,
         base_config=str(base.resolve()) if base else None,
+        trials_per_gpu=packing.trials_per_gpu,
     )
     path = root / name if existing else new_experiment(root, name, record)
-    where = f"{used} GPU(s), one per trial" if used else "CPUs, one trial per CPU slot"
-    print(f"sweep {name}: {len(trials)} trial(s) on {where}; experiment in {path}")
+    if packing.reason:
+        print(packing.reason)
+    print(
+        f"sweep {name}: {len(trials)} trial(s) on {placement_words(used, packing)}; "
+        f"experiment in {path}"
+    )
     print(f"watch: arbiter status {name} --storage {root}  |  tensorboard --logdir {path}")
     with Lease(path):
-        fit(build_tuner(path, config, Placement(used, cpus_per_trial)), path)
+        placement = Placement(used, cpus_per_trial, packing.trials_per_gpu)
+        fit(build_tuner(path, config, placement), path)
 
     from arbiter.commands.outcome import outcome
 

@@ -426,6 +426,10 @@ class GrokkingOptions(Section):
     """Rise of validation accuracy over `window` that counts as progress."""
 
 
+# 1/K rounded down to Ray's resource unit (1/10,000) admits exactly K trials per GPU up to 99.
+MAX_TRIALS_PER_GPU = 64
+
+
 class SweepConfig(Section):
     """`[sweep]`: how a template becomes trials on Ray Tune."""
 
@@ -442,6 +446,9 @@ class SweepConfig(Section):
     """grid: repetitions of the whole grid; random/optuna: number of trials."""
     max_failures: int = Field(3, ge=0)
     """Retries of a failed trial from its last checkpoint."""
+    trials_per_gpu: int | Literal["auto"] = 1
+    """Trials sharing one GPU, each reserving 1/K of it (`--trials-per-gpu` wins); "auto": as
+    many of the largest trial as fit in the smallest GPU's free memory, at most 16."""
     seed: int = Field(0, ge=0)
     """Seed for drawing random search points."""
     stop: StopRule | None = None
@@ -452,6 +459,16 @@ class SweepConfig(Section):
     grokking: GrokkingOptions = Field(default_factory=GrokkingOptions)
     space: dict[str, Any] = Field(default_factory=dict)
     """Swept keys: `"dotted.key" = [grid values]` or `"dotted.key" = { distribution = [args] }`."""
+
+    @field_validator("trials_per_gpu", mode="before")
+    @classmethod
+    def _check_trials_per_gpu(cls, value: object) -> object:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value == "auto" or (whole and 1 <= value <= MAX_TRIALS_PER_GPU):
+            return value
+        raise ValueError(
+            f"must be a whole number from 1 to {MAX_TRIALS_PER_GPU} or 'auto', got {value!r}"
+        )
 
     @model_validator(mode="after")
     def _check_space(self) -> SweepConfig:

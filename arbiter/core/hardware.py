@@ -28,6 +28,15 @@ def visible_gpus() -> list[Gpu]:
     return gpus
 
 
+def free_gpu_memory() -> list[int]:
+    """The free bytes of each CUDA device visible here (none on CPU hosts)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+
+
 # Dense bf16/fp16 tensor-core peak FLOP/s per GPU, from the vendors' data sheets (no sparsity).
 # Matched by substring of torch's device name; a GPU not listed gets no MFU figure.
 PEAK_FLOPS = {

@@ -41,6 +41,8 @@ class Record:
     # Where the experiment was started (resolved); `resume` checks it has not moved since.
     # Records written before it was kept have none.
     path: str | None = None
+    # Trials sharing each GPU, as the sweep decided it (`auto` resolved); `resume` keeps it.
+    trials_per_gpu: int = 1
 
     @cached_property
     def config(self) -> Config:

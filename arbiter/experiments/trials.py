@@ -43,10 +43,10 @@ def result_rows(trial_dir: Location) -> list[dict[str, Any]]:
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A result row without Tune's bookkeeping (config, host names, paths)."""
+    """A result row without Tune's bookkeeping (config, process, paths); the host name stays,
+    with the node and GPU ids the trial reports, to say where it ran."""
     hidden = {
         "config",
-        "hostname",
         "pid",
         "node_ip",
         "date",

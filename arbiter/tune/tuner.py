@@ -14,6 +14,7 @@ from typing import Any
 from arbiter.config.schema import Config, SweepConfig
 from arbiter.errors import UserError
 from arbiter.experiments.location import Location
+from arbiter.tune.packing import gpu_share
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +27,21 @@ TIME_ATTR = "step"  # schedulers measure progress in optimizer steps, not Tune i
 
 @dataclass(frozen=True)
 class Placement:
-    """Where trials run: how many GPUs (0: CPU trials) and CPUs each trial reserves."""
+    """Where trials run: how many GPUs (0: CPU trials), how many trials share each GPU, and
+    the CPUs each trial reserves."""
 
     gpus: int
     cpus_per_trial: int
+    trials_per_gpu: int = 1
 
     def resources(self) -> dict[str, float]:
-        return {"cpu": self.cpus_per_trial, "gpu": 1 if self.gpus else 0}
+        gpu = gpu_share(self.trials_per_gpu) if self.gpus else 0
+        return {"cpu": self.cpus_per_trial, "gpu": gpu}
+
+    @property
+    def slots(self) -> int | None:
+        """Trials at once: every share of every GPU; None for CPU trials (as many as fit)."""
+        return self.gpus * self.trials_per_gpu or None
 
 
 def build_tuner(
@@ -89,7 +98,7 @@ def build_tuner(
             num_samples=sweep.num_samples,
             search_alg=search_alg(sweep),
             scheduler=_scheduler(sweep, config),
-            max_concurrent_trials=placement.gpus or None,
+            max_concurrent_trials=placement.slots,
             # A new trial reuses a finished trial's worker (same resources): no process start,
             # no imports. Safe here: every trial seeds its RNGs and builds its run afresh.
             reuse_actors=True,
