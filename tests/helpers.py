@@ -203,10 +203,12 @@ def stop_ray_head(head: subprocess.Popen) -> None:
     head.wait()
 
 
-def start_moto(address: str, log: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_moto(
+    address: str, log: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """moto's S3 server listening on `address` (on `port`, or a free one), its output into
-    `log`: the process and its endpoint URL, once it accepts connections. moto keeps its
-    buckets in memory: a restart starts empty."""
+    `log`, `env` added to its environment: the process and its endpoint URL, once it accepts
+    connections. moto keeps its buckets in memory: a restart starts empty."""
     moto = Path(sys.executable).parent / "moto_server"
     if not moto.exists():
         pytest.skip("moto_server is not installed (pip install 'moto[server]')")
@@ -216,6 +218,7 @@ def start_moto(address: str, log: Path, port: int | None = None) -> tuple[subpro
             [moto, "-H", address, "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         wait_for_port(address, port, server, timeout=30)

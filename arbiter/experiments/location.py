@@ -192,6 +192,34 @@ def describe(exc: OSError) -> str:
         return "the credentials were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text:
         return "the bucket does not exist; create it first"
-    if "ACCESS_DENIED" in text or "AccessDenied" in text or "403" in text:
+    denied = any(k in text for k in ("ACCESS_DENIED", "AccessDenied", "403"))
+    if "AWS Error" in text and not _aws_credentials_configured() and (denied or "UNKNOWN" in text):
+        return (
+            "refused, and no AWS credentials are set: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        )
+    if denied:
         return "access denied: these credentials may not use it"
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# Where the AWS SDK finds credentials besides an instance role, which cannot be seen from here.
+_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _aws_credentials_configured() -> bool:
+    """Whether credentials are set for the AWS SDK in the environment or its files; False
+    also on a machine with an instance role, where a failure still names the missing keys."""
+    if any(os.environ.get(v) for v in _CREDENTIAL_VARIABLES):
+        return True
+    files = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
+    )
+    return any(Path(f).expanduser().is_file() for f in files)

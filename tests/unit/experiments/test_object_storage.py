@@ -1,7 +1,8 @@
 """Experiments in object storage, against a real S3 server (moto's): the storage URI taken as
 such (not as a local folder named `s3:`), each mistake one line and exit 2 before anything
-starts, a record written to the bucket with no secret in it, and the lease refusing a second
-driver."""
+starts (refused, missing and read-only credentials against a moto that checks signatures and
+IAM policies), a record written to the bucket with no secret in it, the retries that travel
+with the filesystem to the trials, and the lease refusing a second driver."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import threading
 import time
 
 import pytest
-from helpers import tiny_run
+from helpers import start_moto, tiny_run
 
 from arbiter.errors import UserError
 from arbiter.experiments.lease import LEASE, Lease
@@ -152,3 +153,61 @@ def test_the_filesystem_sent_to_trials_keeps_its_retries_and_no_keys(s3, monkeyp
     with server, pytest.raises(OSError, match="NETWORK_CONNECTION|connect"):
         pickle.loads(sent).get_file_info(f"{s3.bucket}/key")
     assert len(accepts) == 6  # the first attempt and 5 retries; pyarrow's own pickling: 3
+
+
+@pytest.fixture(scope="module")
+def s3_with_auth(tmp_path_factory):
+    """A moto server that checks signatures and IAM policies (after the 5 set-up actions): a
+    bucket, and the keys of a user who may only read it. Yields (endpoint, bucket, keys)."""
+    import boto3
+
+    log = tmp_path_factory.mktemp("moto-auth") / "moto.log"
+    server, endpoint = start_moto("127.0.0.1", log, env={"INITIAL_NO_AUTH_ACTION_COUNT": "5"})
+    try:
+        admin = {"endpoint_url": endpoint, "region_name": "us-east-1", **ADMIN}
+        iam, s3 = boto3.client("iam", **admin), boto3.client("s3", **admin)
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        s3.create_bucket(Bucket="arbiter-auth")
+        read_only = {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [read_only]}
+        iam.put_user_policy(UserName="reader", PolicyName="ro", PolicyDocument=json.dumps(policy))
+        yield endpoint, "arbiter-auth", (key["AccessKeyId"], key["SecretAccessKey"])
+    finally:
+        server.kill()
+        server.wait()
+
+
+ADMIN = {"aws_access_key_id": "set-up", "aws_secret_access_key": "set-up"}
+
+
+@pytest.mark.parametrize(
+    "who, expected",
+    [
+        ("unknown keys", "the credentials were refused: check AWS_ACCESS_KEY_ID"),
+        ("a reader", "access denied: these credentials may not use it"),
+        ("no keys", "refused, and no AWS credentials are set: set AWS_ACCESS_KEY_ID"),
+    ],
+)
+def test_credentials_refused_missing_or_read_only_are_one_line(
+    who, expected, s3_with_auth, cli, write, monkeypatch, tmp_path
+):
+    endpoint, bucket, (key_id, secret) = s3_with_auth
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws files
+    for variable in ("AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    keys = {"unknown keys": ("AKIAUNKNOWN", "wrong"), "a reader": (key_id, secret)}.get(who)
+    if keys is None:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to ask
+    else:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[1])
+    template = write("t.toml", tiny_run(50, SWEEP))
+    storage = f"s3://{bucket}/runs"
+    code, _, err = cli("sweep", "--template", template, "--gpus", "0", "--storage", storage)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"arbiter: error: --storage {storage}: {expected}"), err
+    assert secret not in err
