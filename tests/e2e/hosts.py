@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import RAY
+from helpers import RAY, ROOT
 
 PREFIX = "arbiter-test"
 # Serialises the choice of a free 10.77.X.0/24 between test runs that start at the same time.
@@ -309,8 +309,29 @@ class Network:
                 missing = [folder, *(p for p in folder.parents if not p.exists())]
                 folder.mkdir(parents=True)
                 self.made.extend(reversed(missing))
+        self.kept = self._keep_software()
         for i, name in enumerate(names, 1):
             self._host(name, f"{subnet}.{10 + i}", hosts_file)
+
+    def _keep_software(self) -> list[tuple[Path, Path]]:
+        """(folder, stash) for the repository, the venv and the Python installation where one
+        lies under a private folder (a checkout in /tmp, say): each host binds it to `stash`,
+        an empty folder on the shared disk, before its tmpfs hides it, and back after, so that
+        hosts run the same software as on a real cluster."""
+        needed = sorted({ROOT, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()})
+        hidden = [p for p in needed if any(p.is_relative_to(q) for q in self.private)]
+        outermost = [p for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+        if not outermost:
+            return []
+        stash = Path(f"/var/tmp/{PREFIX}-{self.id}-keep")
+        stash.mkdir()
+        self.made.append(stash)
+        kept = []
+        for i, folder in enumerate(outermost):
+            (stash / str(i)).mkdir()
+            self.made.append(stash / str(i))
+            kept.append((folder, stash / str(i)))
+        return kept
 
     def _free_subnet(self) -> str:
         """A 10.77.X prefix that no interface of the root namespace uses yet."""
@@ -331,15 +352,18 @@ class Network:
         _ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "route", "add", "default", "via", self.gateway)
-        # The bind mount of /etc/hosts comes first: its source lies under the root
-        # namespace's /tmp, which the tmpfs hides.
+        # The bind mounts of /etc/hosts and of the software to keep come first: their sources
+        # may lie under the root namespace's /tmp, which the tmpfs hides.
+        kept = [(shlex.quote(str(f)), shlex.quote(str(s))) for f, s in self.kept]
         mounts = " && ".join(
             [
                 f"mount --bind {shlex.quote(str(hosts_file))} /etc/hosts",
+                *(f"mount --bind {folder} {stash}" for folder, stash in kept),
                 *(
                     f"mkdir -p {q} && mount -t tmpfs -o mode=1777 tmpfs {q}"
                     for q in map(shlex.quote, self.private)
                 ),
+                *(f"mkdir -p {folder} && mount --bind {stash} {folder}" for folder, stash in kept),
             ]
         )
         reaper = shlex.join([sys.executable, "-c", REAPER])
