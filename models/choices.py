@@ -7,7 +7,8 @@ from typing import Any, Literal, get_args
 
 Activation = Literal["swiglu", "gelu", "relu"]
 MLPActivation = Literal["relu", "gelu"]  # the one-hot MLP's hidden layers are not gated
-Norm = Literal["rmsnorm", "none"]
+Norm = Literal["rmsnorm", "layernorm", "none"]
+BlockKind = Literal["pre_norm", "norm_stream"]
 Positions = Literal["rope", "learned"]
 Init = Literal["gpt2", "nanda", "torch"]
 

@@ -6,7 +6,9 @@ block and model. It is a GPT with the now-usual modernisations: pre-norm RMSNorm
 position embeddings instead of a learned position table, a SwiGLU (or GELU) MLP, and no
 biases. The grokking literature's original model (Nanda et al. 2023: no norms, learned
 positions, ReLU MLP with biases, its own initialisation) is the same network with
-`norm="none"`, `positions="learned"`, `mlp="relu"`, `mlp_bias=True`, `init="nanda"`.
+`norm="none"`, `positions="learned"`, `mlp="relu"`, `mlp_bias=True`, `init="nanda"`; Grokfast's
+(Lee et al. 2024) is `norm="layernorm"`, `block="norm_stream"`, `positions="learned"`,
+`mlp="gelu"`, `mlp_bias=True`, `attn_bias=True`, `init="torch"`.
 Attention kernels live in attention.py.
 
 Shape names: B batch, T time (sequence length), C channels (dim), H heads,
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .attention import causal_attention, choose_kernel, compute_dtype
-from .choices import Activation, Init, Norm, Positions, check_choices
+from .choices import Activation, BlockKind, Init, Norm, Positions, check_choices
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,16 @@ class TheosConfig:
     dropout: float = 0.0
     flash_attention: bool = False  # allow flash-attn when it is usable
     mlp_bias: bool = False  # biases in the MLP's linear layers (Nanda et al.'s model has them)
+    attn_bias: bool = False  # biases in attention's q, k, v and output projections
+    # "pre_norm": x + attn(norm1(x)); "norm_stream": x = norm1(x), then x + attn(x), so the
+    # residual stream itself is normalised at every block (Grokfast's code)
+    block: BlockKind = "pre_norm"
     init: Init = "gpt2"  # see Theos._init_weights
 
     def __post_init__(self) -> None:
-        check_choices(self, mlp=Activation, norm=Norm, positions=Positions, init=Init)
+        check_choices(
+            self, mlp=Activation, norm=Norm, positions=Positions, init=Init, block=BlockKind
+        )
         if self.mlp_dim <= 0:
             raise ValueError(f"mlp_dim must be positive, got {self.mlp_dim}")
         if self.dim % self.n_heads != 0:
@@ -81,8 +89,9 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads = config.n_heads
         self.dropout = config.dropout
-        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)  # q, k, v fused
-        self.proj = nn.Linear(config.dim, config.dim, bias=False)
+        bias = config.attn_bias
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=bias)  # q, k, v fused
+        self.proj = nn.Linear(config.dim, config.dim, bias=bias)
         self.resid_drop = nn.Dropout(config.dropout)
 
     def forward(
@@ -125,9 +134,11 @@ class MLP(nn.Module):
 
 
 def make_norm(config: TheosConfig) -> nn.Module:
-    """A pre-norm layer, or the identity for `norm="none"`."""
+    """A norm layer, or the identity for `norm="none"`."""
     if config.norm == "none":
         return nn.Identity()
+    if config.norm == "layernorm":
+        return nn.LayerNorm(config.dim, eps=config.norm_eps)
     return nn.RMSNorm(config.dim, eps=config.norm_eps)
 
 
@@ -138,6 +149,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
+        self.norm_stream = config.block == "norm_stream"
 
     def forward(
         self,
@@ -147,7 +159,11 @@ class Block(nn.Module):
         kernel: str,
         last_only: bool = False,
     ) -> torch.Tensor:
-        attended = self.attn(self.norm1(x), cos, sin, kernel, last_only)
+        if self.norm_stream:
+            x = self.norm1(x)  # the stream itself: what the branch reads is what it adds to
+            attended = self.attn(x, cos, sin, kernel, last_only)
+        else:
+            attended = self.attn(self.norm1(x), cos, sin, kernel, last_only)
         x = (x[:, -1:] if last_only else x) + attended
         x = x + self.mlp(self.norm2(x))
         return x
@@ -181,9 +197,16 @@ class Theos(nn.Module):
     def _init_weights(self) -> None:
         """gpt2: N(0, 0.02^2), the residual branches' output projections smaller; nanda: std
         1/sqrt(dim), the output layer 1/sqrt(vocab) (Nanda et al.'s code); torch: the layers'
-        own defaults (Embedding N(0, 1), Linear uniform in +-1/sqrt(fan_in), biases too)."""
+        own defaults (Embedding N(0, 1), Linear uniform in +-1/sqrt(fan_in), biases too), the
+        attention as nn.MultiheadAttention initialises itself (q, k, v Xavier-uniform as one
+        matrix, its biases zero)."""
         init = self.config.init
         if init == "torch":
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.attn.qkv.weight)
+                for bias in (block.attn.qkv.bias, block.attn.proj.bias):
+                    if bias is not None:
+                        nn.init.zeros_(bias)
             return
         std = 0.02 if init == "gpt2" else 1 / math.sqrt(self.config.dim)
         for module in self.modules():
@@ -191,8 +214,10 @@ class Theos(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.RMSNorm):
+            elif isinstance(module, (nn.RMSNorm, nn.LayerNorm)):
                 nn.init.ones_(module.weight)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
         if init == "nanda":
             nn.init.normal_(self.lm_head.weight, std=1 / math.sqrt(self.config.vocab_size))
             return

@@ -88,9 +88,13 @@ class ModelConfig(Section):
     mlp_dim: int = Field(0, ge=0)
     """MLP hidden width; 0: 4*dim for gelu and relu, 8*dim/3 rounded up to a multiple of 64 for
     swiglu."""
-    norm: Literal["rmsnorm", "none"] = "rmsnorm"
-    """Pre-norm RMSNorm before each attention and MLP and before the output layer, or none at
-    all (the original grokking transformer of Nanda et al. 2023 has no normalisation)."""
+    norm: Literal["rmsnorm", "layernorm", "none"] = "rmsnorm"
+    """RMSNorm (or LayerNorm, with its bias) before each attention and MLP and before the output
+    layer, or none at all (the original grokking transformer of Nanda et al. 2023 has none)."""
+    block: Literal["pre_norm", "norm_stream"] = "pre_norm"
+    """pre_norm: x + attn(norm1(x)), then x + mlp(norm2(x)). norm_stream: the first norm
+    normalises the residual stream itself, x = norm1(x), then x + attn(x) and x + mlp(norm2(x)),
+    as the blocks of Grokfast's code (Lee et al. 2024) do."""
     positions: Literal["rope", "learned"] = "rope"
     """Rotary position embeddings, or a learned position table added to the token embedding
     (as the original grokking transformers)."""
@@ -101,20 +105,24 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout on attention and residual branches; grokking studies use 0."""
     norm_eps: float = Field(1e-5, gt=0.0)
-    """Epsilon of the RMSNorm layers."""
+    """Epsilon of the norm layers."""
     rope_theta: float = Field(10000.0, gt=0.0)
     """Base of the rotary position embedding frequencies (positions = "rope")."""
     mlp_bias: bool = False
-    """Biases in the MLP's two (SwiGLU: three) linear layers, never decayed; they start at zero
-    unless init = "torch". Nanda et al.'s grokking model has them; attention and output layers
-    never do."""
+    """Biases in the MLP's two (SwiGLU: three) linear layers, decayed only with
+    training.decay_all; they start at zero unless init = "torch". Nanda et al.'s grokking model
+    has them."""
+    attn_bias: bool = False
+    """Biases in attention's q, k, v and output projections (nn.MultiheadAttention has them, as
+    Grokfast's model); they start at zero. The output layer never has one."""
     init: Literal["gpt2", "nanda", "torch"] = "gpt2"
     """Initial weights. gpt2: every matrix N(0, 0.02^2), the attention and MLP output
     projections 1/sqrt(2 n_layers) smaller (so the residual stream's variance does not grow with
     depth). nanda: every matrix with std 1/sqrt(dim), the output layer 1/sqrt(vocab_size), as
     in Nanda et al. 2023's code. torch: PyTorch's own defaults (embeddings N(0, 1), linear
-    weights and biases uniform in +-1/sqrt(fan_in)), as in code that leaves them alone, such
-    as Grokfast's. Biases start at zero except with torch."""
+    weights and biases uniform in +-1/sqrt(fan_in), attention as nn.MultiheadAttention: q, k, v
+    Xavier-uniform, its biases zero), as in code that leaves them alone, such as Grokfast's.
+    MLP biases start at zero except with torch."""
     init_scale: float = Field(1.0, gt=0.0)
     """Multiplies every weight matrix (embeddings included, norm gains and biases not) after
     `init`. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial weight norm: a
@@ -165,7 +173,10 @@ class TrainingConfig(Section):
     Grokking needs it large (0.1 to 1 with adamw)."""
     decay_embeddings: bool = False
     """Also decay the embeddings: the token table and, with model.positions = "learned", the
-    position table (norm weights are never decayed)."""
+    position table (norm gains and biases: only with decay_all)."""
+    decay_all: bool = False
+    """Decay every parameter, biases and norm gains included (as torch.optim's own
+    `weight_decay` over `model.parameters()` does, in Grokfast's and Nanda et al.'s code)."""
     betas: tuple[float, float] = (0.9, 0.98)
     """Adam and AdamW betas."""
     eps: float = Field(1e-8, gt=0.0)
@@ -272,6 +283,9 @@ class DataConfig(Section):
     operation_token: bool = True
     """Modular task: an example is [a, op, b, =]; false: [a, b, =], as in Nanda et al. 2023.
     The answer is predicted at the "=" position either way."""
+    nonzero_b: bool = False
+    """Modular task: leave b = 0 out of the table (b from 1, as Grokfast's code and Power et
+    al.'s division tables); div always does."""
     split: Literal["random", "no_mirror"] = "random"
     """Modular task: how pairs are split. random: any pair on either side. no_mirror: (a, b) and
     (b, a) always on the same side. For a commutative operation a random split puts the mirror
@@ -315,9 +329,9 @@ class DataConfig(Section):
         return (0, 2) if self.operation_token else (0, 1)
 
     def table_size(self) -> int:
-        """Modular task: the number of pairs (a, b), p * p, or p * (p - 1) for div (b != 0)."""
+        """Modular task: the number of pairs (a, b), p * p, or p * (p - 1) without b = 0."""
         p = self.modulus
-        return p * (p - 1) if self.operation == "div" else p * p
+        return p * (p - 1) if self.operation == "div" or self.nonzero_b else p * p
 
     def train_size(self) -> int:
         """Modular task: the number of training pairs, round(train_fraction * table_size())."""

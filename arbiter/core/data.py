@@ -75,9 +75,12 @@ def make_task(config: Config) -> Task:
     return ModularTask(config) if config.data.task == "modular" else TokenTask(config)
 
 
-def modular_table(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every pair (a, b) of the task, a-major, and its answer c = a op b mod p (int64 vectors)."""
-    b_values = torch.arange(1 if operation == "div" else 0, p)  # division needs b != 0
+def modular_table(
+    operation: str, p: int, nonzero_b: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pair (a, b) of the task, a-major, and its answer c = a op b mod p (int64 vectors);
+    b from 1 with `nonzero_b` (division needs b != 0 anyway)."""
+    b_values = torch.arange(1 if operation == "div" or nonzero_b else 0, p)
     a = torch.arange(p).repeat_interleave(len(b_values))
     b = b_values.repeat(p)
     # Reduce each product at once so intermediate values stay below p**2.
@@ -108,7 +111,7 @@ class ModularTask(Task):
         data, p, seed = config.data, config.data.modulus, config.training.seed
         self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
         self.batch_size = config.training.batch_size
-        a, b, c = modular_table(data.operation, p)
+        a, b, c = modular_table(data.operation, p, data.nonzero_b)
         # tokens after the residues: the operation's (p), unless left out, then "=" (the last)
         eq_token = torch.full_like(a, self.vocab_size - 1)
         operands = [a, torch.full_like(a, p), b] if data.operation_token else [a, b]

@@ -34,21 +34,23 @@ def estimate(config: Config) -> Estimate:
 
 
 def parameter_count(config: Config) -> int:
-    """Exact: embedding, per layer attention (4 d^2), MLP (2 or 3 d h, and its biases) and two
-    norms, norm, head, and a learned position table; for the one-hot MLP its matrices and
-    hidden biases."""
+    """Exact: embedding, per layer attention (4 d^2, and its biases), MLP (2 or 3 d h, and its
+    biases) and two norms, norm, head, and a learned position table; for the one-hot MLP its
+    matrices and hidden biases."""
     m = config.model
     if m.arch == "mlp":
         biases = m.n_layers * m.dim if m.mlp_bias else 0
         return _mlp_weights(config) + biases
     d, vocab = m.dim, config.vocab_size()
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
-    norms = 0 if m.norm == "none" else (2 * m.n_layers + 1) * d
+    per_norm = {"none": 0, "rmsnorm": d, "layernorm": 2 * d}[m.norm]  # gains, and biases
+    norms = (2 * m.n_layers + 1) * per_norm
     head = 0 if m.tie_embeddings else vocab * d
     positions = config.seq_len() * d if m.positions == "learned" else 0
     # one bias per hidden unit of each input matrix, and one per channel of the output matrix
     mlp_biases = (mlp_matrices - 1) * m.hidden_dim() + d if m.mlp_bias else 0
-    per_layer = 4 * d * d + mlp_matrices * d * m.hidden_dim() + mlp_biases
+    attn_biases = 4 * d if m.attn_bias else 0  # q, k, v and the output projection
+    per_layer = 4 * d * d + attn_biases + mlp_matrices * d * m.hidden_dim() + mlp_biases
     return vocab * d + m.n_layers * per_layer + norms + head + positions
 
 

@@ -29,6 +29,8 @@ def theos_config(config: Config) -> TheosConfig:
         dropout=m.dropout,
         flash_attention=m.flash_attention,
         mlp_bias=m.mlp_bias,
+        attn_bias=m.attn_bias,
+        block=m.block,
         init=m.init,
     )
 

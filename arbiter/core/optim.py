@@ -4,9 +4,9 @@ schedule.
 Weight decay is what makes grokking happen, so which tensors it touches matters: the matrices of
 the linear layers are decayed; norm weights and any 1-D tensor (biases) never are, since pulling
 a norm's gain towards zero only fights the normalisation; the embeddings (tokens, and learned
-positions) are decayed only with `training.decay_embeddings`. AdamW decays decoupled from the
-gradient; Adam and SGD add the decay to the gradient as an L2 term (torch's `weight_decay` of
-those optimizers).
+positions) are decayed only with `training.decay_embeddings`, and everything with
+`training.decay_all`. AdamW decays decoupled from the gradient; Adam and SGD add the decay to
+the gradient as an L2 term (torch's `weight_decay` of those optimizers).
 
 The schedule is a pure function of the step, so a resumed run sets exactly the learning rate the
 uninterrupted run would have.
@@ -36,7 +36,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, decay_embeddings: bool
+    model: nn.Module, weight_decay: float, decay_embeddings: bool, decay_all: bool = False
 ) -> list[dict[str, Any]]:
     """Two optimizer groups, always in this order: [decayed, not decayed].
 
@@ -54,7 +54,9 @@ def param_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if id(param) in embeddings:
+        if decay_all:
+            decayed = True
+        elif id(param) in embeddings:
             decayed = decay_embeddings
         else:
             decayed = param.ndim >= 2 and id(param) not in norms
@@ -77,7 +79,9 @@ def build_optimizer(
     layout whichever is chosen; each group's `weight_decay` is decoupled decay for AdamW and an
     L2 term in the gradient for Adam and SGD.
     """
-    groups = param_groups(model, training.weight_decay, training.decay_embeddings)
+    groups = param_groups(
+        model, training.weight_decay, training.decay_embeddings, training.decay_all
+    )
     decayed, kept = groups
     # On CUDA the fused kernel updates a whole group in one launch (torch has one for each of
     # the three); elsewhere torch picks its default implementation.

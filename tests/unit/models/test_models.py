@@ -119,7 +119,8 @@ def test_mlp_biases_start_at_zero_and_count(mlp):
 
 def test_each_init_draws_the_scales_of_its_source():
     """gpt2: N(0, 0.02^2) with the output projections 1/sqrt(2 n_layers) smaller; nanda: std
-    1/sqrt(dim), the output layer 1/sqrt(vocab); torch: the layers' own defaults."""
+    1/sqrt(dim), the output layer 1/sqrt(vocab); torch: the layers' own defaults, attention's
+    as nn.MultiheadAttention's."""
     wide = dataclasses.replace(
         TINY, dim=256, n_layers=8, vocab_size=400, mlp="gelu", mlp_dim=1024, mlp_bias=True
     )
@@ -145,7 +146,7 @@ def test_each_init_draws_the_scales_of_its_source():
         # uniform in +-1/sqrt(fan_in): std 1/sqrt(3 fan_in); w1's bias likewise
         "torch": dict(
             embedding=1.0,
-            qkv=1 / math.sqrt(3 * 256),
+            qkv=math.sqrt(2 / (256 + 3 * 256)),  # Xavier-uniform, as nn.MultiheadAttention
             head=1 / math.sqrt(3 * 256),
             mlp_out=1 / math.sqrt(3 * 1024),
             bias=1 / math.sqrt(3 * 256),
