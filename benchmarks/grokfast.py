@@ -10,7 +10,11 @@ each. The table gives steps to fit (train accuracy >= 99%) and to grok (validati
 99%), measured every `--eval-interval` steps, and the speed-up = plain steps / Grokfast steps.
 
     python benchmarks/grokfast.py [--weight-decay 1.0 0.1] [--seeds 0 1 2] [--steps 6000]
-                                  [--alpha 0.98] [--lamb 2.0] [--smoke-test] [--no-write]
+                                  [--alpha 0.98] [--lamb 2.0] [--block pre_norm|norm_stream]
+                                  [--smoke-test] [--no-write]
+
+`--block norm_stream` trains the same model with Grokfast's own block (the first LayerNorm
+normalises the residual stream itself), to tell the block's share from the filter's.
 
 It prints a markdown table and, unless `--no-write` or `--smoke-test`, appends it to
 `docs/benchmarks.md` with the date, the command and the machine.
@@ -55,6 +59,8 @@ def one_run(job: tuple[float, int, bool, argparse.Namespace]) -> dict[str, Any]:
         "logging.log_interval": args.eval_interval,
         "logging.enable_tensorboard": False,
     }
+    if args.block == "norm_stream":  # Grokfast's own block: LayerNorm on the residual stream
+        settings |= {"model.block": "norm_stream", "model.norm": "layernorm"}
     config = trial_config(load_config(find_template("quickstart.toml")).run_settings(), settings)
     last: dict[str, Any] = {}
 
@@ -109,6 +115,12 @@ def main() -> None:
     parser.add_argument("--eval-interval", type=int, default=50)
     parser.add_argument("--alpha", type=float, default=0.98)
     parser.add_argument("--lamb", type=float, default=2.0)
+    parser.add_argument(
+        "--block",
+        choices=["pre_norm", "norm_stream"],
+        default="pre_norm",
+        help="the quickstart's pre-norm blocks, or Grokfast's (LayerNorm on the stream itself)",
+    )
     parser.add_argument("--smoke-test", action="store_true", help="a tiny run; writes nothing")
     parser.add_argument("--no-write", action="store_true", help="do not append to the report")
     args = parser.parse_args()
@@ -132,8 +144,9 @@ def main() -> None:
     )
     publish(
         started,
-        "Grokfast, steps to grok, a + b mod 97 with 30% of the table",
-        f"Grokfast alpha {args.alpha}, lamb {args.lamb}; evaluation every {args.eval_interval} "
+        f"Grokfast, steps to grok, a + b mod 97 with 30% of the table, {args.block} blocks",
+        f"Grokfast alpha {args.alpha}, lamb {args.lamb}; blocks: {args.block}; evaluation every "
+        f"{args.eval_interval} "
         f"steps; budget {args.steps} steps; two runs at a time, one thread each.\n\n"
         f"{text}\n\n{summary}.",
         write=not (args.smoke_test or args.no_write),

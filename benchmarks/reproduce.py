@@ -4,7 +4,7 @@ Each reproduction is a packaged template (`configs/sweep_templates/repro_*.toml`
 through the real command line (`arbiter sweep`, then `arbiter report` for the plots), and a
 table that puts our figure next to the published one, with the goal it must meet:
 
-    python benchmarks/reproduce.py NAME [--gpus N] [--address HOST:PORT] [--storage DIR]
+    python benchmarks/reproduce.py NAME [--gpus N] [--trials-per-gpu K|auto] [--address HOST:PORT] [--storage DIR]
                                         [--set KEY=VALUE ...] [--no-write]
     python benchmarks/reproduce.py NAME --experiment DIR [--no-write]
 
@@ -121,6 +121,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reproduction", choices=sorted(REPRODUCTIONS_BY_NAME))
     parser.add_argument("--gpus", type=int, default=0, help="GPUs to use (0: one trial per CPU)")
+    parser.add_argument(
+        "--trials-per-gpu", metavar="K|auto", help="trials sharing each GPU (arbiter sweep's flag)"
+    )
     parser.add_argument("--address", help="a running Ray cluster (default: an embedded local Ray)")
     parser.add_argument("--storage", type=Path, help="results folder (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -148,6 +151,7 @@ def main() -> int:
             experiment = (args.storage or Path(scratch)) / name
             sets = [flag for value in args.set for flag in ("--set", value)]
             cluster = ["--address", args.address] if args.address else []
+            packing = ["--trials-per-gpu", args.trials_per_gpu] if args.trials_per_gpu else []
             try:
                 arbiter(
                     "sweep",
@@ -155,6 +159,7 @@ def main() -> int:
                     template,
                     "--gpus",
                     str(args.gpus),
+                    *packing,
                     *cluster,
                     "--storage",
                     str(experiment.parent),

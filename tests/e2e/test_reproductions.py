@@ -180,37 +180,31 @@ def test_phases_weight_decay_shortens_the_plateau_and_too_much_confuses(tmp_path
     assert cell(1e-2, 10.0, 400) == "confusion"
 
 
-def test_grokfast_with_weight_decay_generalizes_long_before_plain_adam(tmp_path):
-    """Grokfast's published comparison on x * y mod 41 with a 1-layer, 64-wide model, 1,600
-    steps each: Grokfast-EMA with weight decay 0.005 passes 95% validation accuracy (measured:
-    at ~1,400); plain Adam without decay fits its training set by step ~200 and stays below 80%.
-    Its initial weights are 20x smaller than the template's PyTorch defaults (GPT-2's 0.02 x
-    2.5), under which neither arm generalizes within so few steps (validation 0.47 in both).
-    At this scale the decay does the work (alone it passes 95% at ~400; docs/reproductions.md),
-    so this checks the comparison, not the filter's own share; tests/unit/core/test_loop.py and
-    tests/unit/core/test_grokking.py check the filter itself."""
+def test_grokfast_generalizes_where_its_weight_decay_alone_does_not(tmp_path):
+    """Grokfast's comparison with their network (the template's: LayerNorm on the residual
+    stream itself, PyTorch's default initialisation, Adam decaying every parameter) cut down to
+    x * y mod 59 (y from 1) with a 1-layer, 64-wide model, 2,000 steps each, weight decay 0.005
+    in both arms: with the filter validation passes 95% (measured: at 1,450); without it, it
+    stays far below (measured: at most 0.44). The filter's own share, as in their code
+    (docs/reproductions.md), not weight decay's."""
 
-    def best(grokfast: bool, weight_decay: float) -> tuple[float, float]:
+    def best_val(grokfast: bool) -> float:
         settings = {
-            "data.modulus": 41,
+            "data.modulus": 59,
             "model.n_layers": 1,
             "model.dim": 64,
             "model.mlp_dim": 256,
-            "training.steps": 1600,
-            "model.init": "gpt2",
-            "model.init_scale": 2.5,
-            "model.mlp_bias": False,
-            "training.eval_interval": 100,
-            "logging.log_interval": 100,
+            "training.steps": 2000,
+            "training.eval_interval": 50,
+            "logging.log_interval": 50,
             "training.grokfast": grokfast,
-            "training.weight_decay": weight_decay,
+            "training.weight_decay": 0.005,
         }
         rows = template_run(tmp_path, "repro_grokfast.toml", settings)
-        return max(r["train/accuracy"] for r in rows), max(r["val/accuracy"] for r in rows)
+        return max(r["val/accuracy"] for r in rows)
 
-    assert best(True, 0.005)[1] >= 0.95
-    train_accuracy, val_accuracy = best(False, 0.0)
-    assert train_accuracy == 1.0 and val_accuracy < 0.8
+    assert best_val(grokfast=True) >= 0.95
+    assert best_val(grokfast=False) < 0.8
 
 
 def test_prieto_orthograd_generalizes_with_no_memorization_phase(tmp_path):
