@@ -4,7 +4,8 @@ Each reproduction is a packaged template (`configs/sweep_templates/repro_*.toml`
 through the real command line (`arbiter sweep`, then `arbiter report` for the plots), and a
 table that puts our figure next to the published one, with the goal it must meet:
 
-    python benchmarks/reproduce.py NAME [--gpus N] [--trials-per-gpu K|auto] [--address HOST:PORT] [--storage DIR]
+    python benchmarks/reproduce.py NAME [--gpus N] [--trials-per-gpu K|auto]
+                                        [--address HOST:PORT] [--storage DIR]
                                         [--set KEY=VALUE ...] [--no-write]
     python benchmarks/reproduce.py NAME --experiment DIR [--no-write]
 
