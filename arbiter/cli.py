@@ -147,10 +147,19 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 def _add_tools(commands: argparse._SubParsersAction) -> None:
     """prepare-text, validate and templates: the commands that start no training."""
-    prepare = commands.add_parser("prepare-text", help="make uint16 token files from a text file")
-    prepare.add_argument("file", type=Path, metavar="FILE")
+    prepare = commands.add_parser("prepare-text", help="make uint16 token files from text files")
+    prepare.add_argument("files", type=Path, nargs="+", metavar="FILE")
     prepare.add_argument("--out", type=Path, required=True, help="folder for train.bin and val.bin")
     prepare.add_argument("--val-fraction", type=float, default=0.1, help="share held out (0.1)")
+    prepare.add_argument(
+        "--vocab-size",
+        type=_vocab_size,
+        default=256,
+        help="256: byte tokens (default); more: train a byte-level BPE of that many tokens",
+    )
+    prepare.add_argument(
+        "--tokenizer", metavar="bytes|FILE", help="bytes, or a tokenizer.json to reuse its ids"
+    )
     prepare.set_defaults(run=_prepare_text)
 
     validate = commands.add_parser(
@@ -237,7 +246,7 @@ def _train(args: argparse.Namespace) -> int:
 def _prepare_text(args: argparse.Namespace) -> int:
     from arbiter.commands.prepare_text import prepare_text
 
-    return prepare_text(args.file, args.out, args.val_fraction)
+    return prepare_text(args.files, args.out, args.val_fraction, args.vocab_size, args.tokenizer)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -284,6 +293,15 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _vocab_size(text: str) -> int:
+    value = _int(text)
+    if not 256 <= value <= 65536:
+        raise argparse.ArgumentTypeError(
+            f"must be from 256 (bytes) to 65536 (uint16 token ids), got {value}"
+        )
     return value
 
 

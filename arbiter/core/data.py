@@ -5,14 +5,12 @@
 cursor, so that a resumed run sees exactly the batches an uninterrupted one would have seen.
 Every random draw uses a local `torch.Generator` seeded from `training.seed`, never the global
 RNG, so the data order and the model's initialisation cannot disturb each other.
-`prepare_text` turns a text file into byte-level token files for the tokens task.
+Token files for the tokens task are made by `arbiter.core.text.prepare_text`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from arbiter.config.schema import Config
+from arbiter.core.text import META_FILE, read_meta
 from arbiter.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index: positions that are not scored
 EVAL_CHUNK = 8192  # most examples in one modular evaluation batch
 EVAL_BATCHES = 16  # tokens task: fixed evaluation batches (of batch_size windows) per split
-BYTE_VOCAB = 256  # prepare_text: one token per byte
 _HINT = "make it with `arbiter prepare-text FILE --out {}`"
 
 # Independent random streams drawn from one seed: the split, the batch order, the eval windows.
@@ -255,6 +253,21 @@ class _FixedWindows:
             yield _read_windows(self.tokens, row, self.seq_len)
 
 
+def check_vocabulary(folder: Path, vocab_size: int) -> None:
+    """The model's vocabulary must be the one the token files were made with (their
+    `meta.json`, when `arbiter prepare-text` wrote them): one line naming both otherwise."""
+    meta = read_meta(folder)
+    if meta is None or meta.get("vocab_size") == vocab_size:
+        return
+    made = meta.get("vocab_size")
+    raise UserError(
+        f"model.vocab_size = {vocab_size}: {folder / META_FILE} says its tokens come from a "
+        f"vocabulary of {made} ({meta.get('tokenizer', 'bytes')}); set model.vocab_size = "
+        f"{made}, or make the tokens again with `arbiter prepare-text ... --vocab-size "
+        f"{vocab_size}`"
+    )
+
+
 class TokenTask(Task):
     """Random windows of `train.bin`; fixed windows of both files for evaluation."""
 
@@ -264,6 +277,7 @@ class TokenTask(Task):
         folder = Path(config.data.path or "")
         if not folder.is_dir():
             raise UserError(f"{folder}: folder not found; {_HINT.format(folder)}")
+        check_vocabulary(folder, self.vocab_size)
         self.train_tokens = self._open(folder / "train.bin")
         self.val_tokens = self._open(folder / "val.bin")
         seed = config.training.seed
@@ -311,51 +325,3 @@ class TokenTask(Task):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._generator.set_state(state["generator"])
-
-
-def prepare_text(source: Path, out: Path, val_fraction: float = 0.1) -> dict[str, Any]:
-    """Byte-level tokens of `source` as out/train.bin, out/val.bin (uint16) and out/meta.json."""
-    source, out = Path(source), Path(out)
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"val_fraction = {val_fraction}; allowed: between 0 and 1, exclusive")
-    try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise UserError(f"{source}: empty; there is no text to tokenize")
-    n_train = int(len(data) * (1.0 - val_fraction))
-    if not 0 < n_train < len(data):
-        raise UserError(
-            f"{source}: {len(data)} bytes is too short to split into train and val "
-            f"with val_fraction = {val_fraction}"
-        )
-    tokens = np.frombuffer(data, dtype=np.uint8).astype(np.uint16)
-    meta = {
-        "vocab_size": BYTE_VOCAB,
-        "train_tokens": n_train,
-        "val_tokens": len(data) - n_train,
-        "source": str(source),
-    }
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "train.bin", tokens[:n_train].tobytes())
-        _write_atomic(out / "val.bin", tokens[n_train:].tobytes())
-        _write_atomic(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
-    except OSError as exc:
-        raise UserError(f"{out}: cannot write: {exc.strerror or exc}") from None
-    log.info("%s: %d train and %d val tokens in %s", source, n_train, len(data) - n_train, out)
-    return meta
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write beside `path`, then rename over it: a reader never sees a half-written file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from arbiter.core.data import (
     _generator,
     make_task,
     modular_table,
-    prepare_text,
 )
 from arbiter.errors import UserError
 
@@ -358,41 +356,3 @@ def test_unusable_token_files_are_one_line_errors(token_dir, setup, expected):
 def test_a_missing_token_folder_is_an_error(tmp_path):
     with pytest.raises(UserError, match="nowhere: folder not found"):
         TokenTask(tokens(tmp_path / "nowhere"))
-
-
-# --- prepare_text -------------------------------------------------------------------------
-
-
-def test_prepare_text_round_trips_the_bytes(tmp_path):
-    text = ("Grokking: generalisation long after overfitting. é\n" * 30).encode()
-    source = tmp_path / "corpus.txt"
-    source.write_bytes(text)
-    out = tmp_path / "made" / "tokens"
-    meta = prepare_text(source, out, val_fraction=0.2)
-
-    train = np.fromfile(out / "train.bin", dtype=np.uint16)
-    val = np.fromfile(out / "val.bin", dtype=np.uint16)
-    assert bytes(np.concatenate([train, val]).astype(np.uint8)) == text
-    assert len(val) == len(text) - int(len(text) * 0.8) and len(train) > len(val)
-    expected = {
-        "vocab_size": 256,
-        "train_tokens": len(train),
-        "val_tokens": len(val),
-        "source": str(source),
-    }
-    assert meta == expected and json.loads((out / "meta.json").read_text()) == expected
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.bin", "val.bin"]
-    x, _ = TokenTask(tokens(out, vocab=256)).train_batch()  # the tokens task reads it back
-    assert int(x.max()) < 256
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"), [(b"", "empty"), (b"a", "too short to split"), (None, "cannot read")]
-)
-def test_prepare_text_rejects_unusable_sources(tmp_path, content, expected):
-    source = tmp_path / "in.txt"
-    if content is not None:
-        source.write_bytes(content)
-    with pytest.raises(UserError, match=expected):
-        prepare_text(source, tmp_path / "out")
-    assert not (tmp_path / "out" / "train.bin").exists()
