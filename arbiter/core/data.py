@@ -49,6 +49,9 @@ class Task(ABC):
     # True: only the last position is scored and y is (B, 1), so the model computes the last
     # position's output alone (its final block does a quarter of the work on [a, op, b, =]).
     answer_only: bool = False
+    # The distinct training tokens (a tokens task's train.bin), for data-constrained accounting:
+    # a run reports the tokens it has seen and how many epochs over these they make.
+    unique_train_tokens: int | None = None
 
     @abstractmethod
     def train_batch(self) -> Batch:
@@ -280,6 +283,7 @@ class TokenTask(Task):
         check_vocabulary(folder, self.vocab_size)
         self.train_tokens = self._open(folder / "train.bin")
         self.val_tokens = self._open(folder / "val.bin")
+        self.unique_train_tokens = len(self.train_tokens)
         seed = config.training.seed
         self._generator = _generator(seed, _BATCHES)
         shape = (EVAL_BATCHES, self.batch_size)

@@ -121,6 +121,7 @@ def train(
                     **run.clock.metrics(),
                     **_weights_and_gradients(run, grad_norm),
                     **speed.read(),
+                    **_data_seen(run.task, step * tokens_per_step),
                     **run.hardware(),
                 }
                 metrics_log.write(metrics)
@@ -129,6 +130,15 @@ def train(
     finally:
         metrics_log.close()
     return RunResult(step, metrics, out_dir)
+
+
+def _data_seen(task: Task, tokens_seen: int) -> dict[str, float]:
+    """For a tokens task: tokens seen so far, the epochs they make over the distinct training
+    tokens, and that count (repeated data, as in Muennighoff et al. 2023, shows as epochs > 1)."""
+    if not task.unique_train_tokens:
+        return {}
+    unique = task.unique_train_tokens
+    return {"tokens_seen": tokens_seen, "epochs": tokens_seen / unique, "unique_tokens": unique}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ TOKENS_RUN = """
     log_interval = 5
     enable_tensorboard = false
 """
+TOKENS_PER_STEP = 8 * 32  # batch_size x seq_len
 
 
 def test_prepare_text_then_train_on_tokens(cli, write, tmp_path):
@@ -41,6 +42,12 @@ def test_prepare_text_then_train_on_tokens(cli, write, tmp_path):
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [5, 10, 15, 20]
     assert rows[-1]["val/loss"] < rows[0]["val/loss"]  # it learns the repeated sentence
+    # data-constrained accounting: tokens seen, and the epochs they make over train.bin
+    unique = (tmp_path / "tokens" / "train.bin").stat().st_size // 2
+    for row in rows:
+        assert row["unique_tokens"] == unique
+        assert row["tokens_seen"] == row["step"] * TOKENS_PER_STEP
+        assert row["epochs"] == pytest.approx(row["tokens_seen"] / unique)
 
 
 def test_missing_token_files_are_a_user_error(cli, write, tmp_path):
