@@ -177,3 +177,20 @@ def test_packing_smoke_test_runs_the_sweep_at_each_k_on_a_logical_gpu() -> None:
     for row in rows:  # trials/hour against K = 1's, as printed
         ratio = number(row[3]) / number(rows[0][3])
         assert number(row[4].rstrip("x")) == pytest.approx(ratio, abs=0.01)
+
+
+@pytest.mark.slow
+def test_prepare_text_smoke_test_tokenizes_each_size_as_bytes_and_bpe() -> None:
+    rows = table_rows(run_smoke_test("prepare_text.py"))
+    assert [(row[0], row[1]) for row in rows] == [
+        ("1", "bytes"),
+        ("1", "bpe"),
+        ("2", "bytes"),
+        ("2", "bpe"),
+    ]
+    for mb, kind, vocab, count, per_token, seconds, rate, peak in rows:
+        if kind == "bytes":  # one token per byte of the corpus
+            assert number(count) == int(mb) * 2**20 and number(per_token) == 1.0
+        else:
+            assert number(per_token) > 1.5 and number(vocab) == 512
+        assert number(seconds) > 0 and number(peak) > 0
