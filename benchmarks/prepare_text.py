@@ -93,8 +93,8 @@ def main() -> None:
         "prepare-text, tokens per second and peak memory against the corpus size",
         "English text (Debian's licence texts, repeated to size); each row one `arbiter "
         "prepare-text` subprocess (BPE rows: training the tokenizer on the corpus, then "
-        "encoding it; both read the files in 1 MiB chunks). Peak RSS: that process's own (at these sizes mostly the "
-        "interpreter and its imports).\n\n" + "\n".join(table),
+        "encoding it; both read the files in 1 MiB chunks). Peak RSS: that process's own "
+        "(at these sizes mostly the interpreter and its imports).\n\n" + "\n".join(table),
         write=not args.smoke_test,
     )
 
