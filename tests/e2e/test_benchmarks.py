@@ -194,4 +194,5 @@ def test_prepare_text_smoke_test_tokenizes_each_size_as_bytes_and_bpe() -> None:
         else:
             assert number(per_token) > 1.5 and number(vocab) == 512
         assert number(seconds) > 0 and number(peak) > 0
-        assert number(rate) == pytest.approx(number(count) / number(seconds), rel=0.06)
+        # the seconds are printed to 0.1: the rate's own seconds round to them
+        assert abs(number(count) / number(rate) - number(seconds)) <= 0.05 + 1e-6
