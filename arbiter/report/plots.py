@@ -47,6 +47,7 @@ FILES = {
     "weight_norm": "weight_norm.png",
     "phase_diagram": "phase_diagram.png",
     "metric_vs_params": "metric_vs_params.png",
+    "data": "data_curves.png",
 }
 TRAIN, VAL = "tab:blue", "tab:orange"
 PLATEAU = "0.88"  # light grey: between fitting the training set and generalising
@@ -75,6 +76,8 @@ def draw_all(report: Report, out: Path) -> dict[str, str]:
         figures["phase_diagram"] = phase_diagram(report)
     elif report.swept:
         figures["metric_vs_params"] = metric_vs_params(report)
+    if any("tokens_seen" in r for t in report.trials for r in t.rows):
+        figures["data"] = data_curves(report)
     for kind, fig in figures.items():
         fig.savefig(out / FILES[kind], dpi=DPI)
     # A report written earlier (while fewer trials had reported) may hold a sweep-wide plot
@@ -253,6 +256,33 @@ def metric_vs_params(report: Report) -> Figure:
         axes[row * ncols].set_ylabel(report.metric)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{report.name}: {report.metric} against each swept parameter")
+    return fig
+
+
+def data_curves(report: Report) -> Figure:
+    """Token runs: validation loss against the tokens seen and against the epochs they make
+    over the distinct training tokens, one line per trial, so that repeated data (epochs > 1,
+    Muennighoff et al. 2023) shows where the curves flatten."""
+    fig = Figure(figsize=(2 * PANEL_W + 2.4, PANEL_H + 1.4), dpi=DPI, layout="constrained")
+    by_tokens, by_epochs = fig.subplots(1, 2, sharey=True)
+    trials = [t for t in _ordered(report) if any("tokens_seen" in r for r in t.rows)]
+    labels = _labels(report, trials)
+    for t, color in zip(trials, _colors(len(trials)), strict=True):
+        rows = [r for r in t.rows if "tokens_seen" in r and "val/loss" in r]
+        loss = [r["val/loss"] for r in rows]
+        by_tokens.plot([r["tokens_seen"] for r in rows], loss, color=color, label=labels[t.id])
+        by_epochs.plot([r["epochs"] for r in rows], loss, color=color)
+    for ax, name in ((by_tokens, "tokens seen"), (by_epochs, "epochs over the training tokens")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # the minor ticks' labels would overlap
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{name} (log scale)", fontsize=9)
+        ax.grid(True, which="major", alpha=0.25)
+    by_epochs.axvline(1.0, color="0.5", ls=":", lw=1)  # from here on, every token is a repeat
+    by_tokens.set_ylabel("validation loss (log)", fontsize=9)
+    fig.suptitle(f"{report.name}: validation loss against the data seen", fontsize=12)
+    fig.legend(loc="outside lower center", ncols=min(4, len(trials)), fontsize=8, frameon=False)
     return fig
 
 

@@ -408,3 +408,29 @@ def test_one_axis_of_the_real_sweep_plots_the_metric_against_it(swept, tmp_path)
     plots = draw_all(one_axis, tmp_path)
     assert "metric_vs_params" in plots and "phase_diagram" not in plots
     assert_png(tmp_path / plots["metric_vs_params"])
+
+
+def test_token_runs_draw_validation_loss_against_the_data_seen(tmp_path):
+    def rows(depth: int) -> list[dict]:
+        unique = 10_000  # distinct training tokens: epoch 1 ends at step 40 of 250 tokens
+        return [
+            {
+                "step": s,
+                "val/accuracy": 0.1,
+                "val/loss": 5.0 / (1 + s / (20 * depth)),
+                "train/loss": 4.0,
+                "tokens_seen": s * 250,
+                "epochs": s * 250 / unique,
+                "unique_tokens": unique,
+            }
+            for s in range(10, 201, 10)
+        ]
+
+    trials = [trial(f"t{d}", {"model.n_layers": d}, rows(d)) for d in (2, 8)]
+    report = make_report(tmp_path / "tok", "tok.toml", "val/accuracy", "max", trials)
+    plots = draw_all(report, tmp_path)
+    assert "data" in plots and plots["data"] == FILES["data"] == "data_curves.png"
+    assert_png(tmp_path / "data_curves.png")
+    modular = make_report(tmp_path / "mod", "m.toml", "val/accuracy", "max", [trial("m", {}, [])])
+    (tmp_path / "mod").mkdir()
+    assert "data" not in draw_all(modular, tmp_path / "mod")  # only runs on token files
