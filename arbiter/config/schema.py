@@ -283,6 +283,10 @@ class DataConfig(Section):
     operation_token: bool = True
     """Modular task: an example is [a, op, b, =]; false: [a, b, =], as in Nanda et al. 2023.
     The answer is predicted at the "=" position either way."""
+    epoch_batches: bool = False
+    """Modular task: cut each epoch's shuffled training pairs into batches of batch_size, the
+    last one smaller (torch.split, or a DataLoader without drop_last, as Grokfast's code does);
+    false: every batch holds batch_size pairs, drawn on into the next epoch."""
     nonzero_b: bool = False
     """Modular task: leave b = 0 out of the table (b from 1, as Grokfast's code and Power et
     al.'s division tables); div always does."""

@@ -112,6 +112,7 @@ class ModularTask(Task):
         data, p, seed = config.data, config.data.modulus, config.training.seed
         self.vocab_size, self.seq_len = config.vocab_size(), config.seq_len()
         self.batch_size = config.training.batch_size
+        self.epoch_batches = data.epoch_batches
         a, b, c = modular_table(data.operation, p, data.nonzero_b)
         # tokens after the residues: the operation's (p), unless left out, then "=" (the last)
         eq_token = torch.full_like(a, self.vocab_size - 1)
@@ -148,6 +149,8 @@ class ModularTask(Task):
         n = len(self.train_indices)
         # batch_size >= n: every batch is one whole epoch (full-batch training).
         need = min(self.batch_size, n)
+        if self.epoch_batches and self._position < n:
+            need = min(need, n - self._position)  # the epoch's last batch may be smaller
         parts = []
         while need:
             if self._position == n:  # the epoch is used up: the rest comes from a new one

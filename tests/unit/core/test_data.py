@@ -40,6 +40,7 @@ def modular(
     seed: int = 0,
     batch_size: int | str = 8,
     split: str = "random",
+    epoch_batches: bool = False,
 ) -> Config:
     return Config.model_validate(
         {
@@ -48,6 +49,7 @@ def modular(
                 "modulus": modulus,
                 "train_fraction": train_fraction,
                 "split": split,
+                "epoch_batches": epoch_batches,
             },
             "training": {"seed": seed, "batch_size": batch_size},
         }
@@ -227,6 +229,19 @@ def test_a_batch_crossing_epochs_takes_the_rest_then_a_new_epoch():
     assert set(stream[:32]) == set(stream[32:64]) == train
     assert stream[:32] != stream[32:64]  # a new permutation each epoch
     assert all(len(x) == 5 for x, _ in [task.train_batch() for _ in range(5)])
+
+
+def test_epoch_batches_end_each_epoch_with_the_rest_as_a_smaller_batch():
+    task = ModularTask(modular(modulus=8, batch_size=5, epoch_batches=True))  # 32 pairs
+    train = set(pairs(task.eval_splits()["train"]))
+    batches = [task.train_batch() for _ in range(14)]  # two epochs of 7 batches
+    assert [len(x) for x, _ in batches] == [5, 5, 5, 5, 5, 5, 2] * 2
+    first, second = pairs(batches[:7]), pairs(batches[7:])
+    assert set(first) == set(second) == train and first != second
+    resumed = ModularTask(modular(modulus=8, batch_size=5, epoch_batches=True))
+    resumed.load_state_dict(roundtrip(task.state_dict()))  # the cursor keeps the epoch's place
+    for (x1, _), (x2, _) in zip(_batches(task, 9), _batches(resumed, 9), strict=True):
+        assert torch.equal(x1, x2)
 
 
 def test_full_batch_when_batch_size_exceeds_the_training_set():
