@@ -21,7 +21,8 @@ Both report the first evaluated step with validation accuracy >= 95% ("not by N"
 the accuracy at fixed steps. Goal: each arm within +-40% of the reference, or neither reaching
 95% within the budget.
 
-    python benchmarks/grokfast_reference.py [--steps 3000] [--seed 0] [--arms ...] [--smoke-test]
+    python benchmarks/grokfast_reference.py [--steps 3000] [--seed 0] [--arms ...]
+                                            [--whole-batches] [--smoke-test]
 
 The two of an arm run at once, `--threads` torch threads each (1: the two cores of a small
 machine). Prints a markdown table and appends it to docs/reproductions.md (not with
@@ -37,6 +38,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,32 @@ class ReferenceDecoder(nn.Module):
         return self.head(self.ln_f(h))
 
 
-def reference(grokfast: bool, weight_decay: float, steps: int, seed: int) -> dict[int, float]:
+def epochs(train: torch.Tensor, whole: bool) -> Iterator[list[torch.Tensor]]:
+    """Each epoch's batches: their `torch.split` of a fresh permutation (9 of 512, then 48);
+    with `whole`, batches of exactly 512 drawn on from one permutation into the next (Arbiter's
+    batching without `data.epoch_batches`), as many per epoch."""
+    n = train.shape[1]
+    if not whole:
+        while True:
+            yield list(train[:, torch.randperm(n)].split(BATCH, dim=1))
+    order, position = torch.randperm(n), 0
+    while True:
+        batches = []
+        for _ in range(math.ceil(n / BATCH)):
+            parts, need = [], BATCH
+            while need:
+                if position == n:
+                    order, position = torch.randperm(n), 0
+                part = order[position : position + need]
+                position, need = position + len(part), need - len(part)
+                parts.append(part)
+            batches.append(train[:, torch.cat(parts)])
+        yield batches
+
+
+def reference(
+    grokfast: bool, weight_decay: float, steps: int, seed: int, whole: bool = False
+) -> dict[int, float]:
     """Validation accuracy after every epoch of their recipe, by optimizer step."""
     torch.manual_seed(seed)
     model = ReferenceDecoder()
@@ -108,9 +135,11 @@ def reference(grokfast: bool, weight_decay: float, steps: int, seed: int) -> dic
     average: dict[str, torch.Tensor] = {}
     accuracy: dict[int, float] = {}
     step = 0
-    while step < steps:
+    for batches in epochs(train, whole):
+        if step >= steps:
+            break
         model.train()
-        for batch in train[:, torch.randperm(train.shape[1])].split(BATCH, dim=1):
+        for batch in batches:
             loss = F.cross_entropy(model(batch[:-1])[-1], batch[-1])
             model.zero_grad()
             loss.backward()
@@ -190,6 +219,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="their default: 0")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
+    parser.add_argument(
+        "--whole-batches",
+        action="store_true",
+        help="the reference without their smaller last batch of each epoch (512 every step)",
+    )
     parser.add_argument("--smoke-test", action="store_true", help="30 steps, two arms")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -203,7 +237,7 @@ def main() -> None:
             out = Path(tmp)
             run = start_arbiter(grokfast, decay, steps, args.seed, out, args.threads)
             try:
-                theirs = reference(grokfast, decay, steps, args.seed)
+                theirs = reference(grokfast, decay, steps, args.seed, args.whole_batches)
             except BaseException:
                 run.kill()
                 raise
@@ -222,13 +256,14 @@ def main() -> None:
             f"| {arm.name} | {ref or f'not by {steps}'} | {ours or f'not by {steps}'} | "
             f"{arm.verdict(steps)} | {cells} |"
         )
+    whole = "the reference in whole batches of 512 (none smaller); " if args.whole_batches else ""
     publish(
         started,
         "Grokfast arm by arm: their recipe in a plain loop beside arbiter train",
         f"x * y mod 97 (y from 1), half the table, seed {args.seed}, {steps} steps per run; "
-        "Grokfast-EMA alpha 0.98, lamb 2.0; weight decay 0.005 where named. First evaluation "
-        "(every 10 steps) at >= 95% validation accuracy; agree = within +-40% of the reference, "
-        "or neither by the budget.\n\n" + "\n".join(table),
+        f"{whole}Grokfast-EMA alpha 0.98, lamb 2.0; weight decay 0.005 where named. First "
+        "evaluation (every 10 steps) at >= 95% validation accuracy; agree = within +-40% of the "
+        "reference, or neither by the budget.\n\n" + "\n".join(table),
         write=not args.smoke_test,
         path=REPRODUCTIONS,
     )

@@ -196,3 +196,13 @@ def test_prepare_text_smoke_test_tokenizes_each_size_as_bytes_and_bpe() -> None:
         assert number(seconds) > 0 and number(peak) > 0
         # the seconds are printed to 0.1: the rate's own seconds round to them
         assert abs(number(count) / number(rate) - number(seconds)) <= 0.05 + 1e-6
+
+
+@pytest.mark.slow
+def test_grokfast_reference_smoke_test_runs_their_loop_beside_arbiter() -> None:
+    rows = table_rows(run_smoke_test("grokfast_reference.py"))
+    assert [row[0] for row in rows] == ["baseline", "grokfast + weight decay"]
+    for _, reference, ours, verdict, at_30 in rows:
+        assert reference == ours == "not by 30" and verdict == "agree: neither by the budget"
+        theirs, arbiter = (float(a) for a in at_30.split(" / "))
+        assert 0 <= theirs < 0.2 and 0 <= arbiter < 0.2  # 30 steps: near chance (1/97)
