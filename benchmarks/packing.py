@@ -29,12 +29,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import torch
 from report import Started, publish
-from sweep_overhead import makespan
+from sweep_overhead import makespan, start_cluster
 
 TRIALS = 16
 # The quickstart's model and training, without its stop rule (every trial runs every step).
@@ -103,34 +102,6 @@ class GpuSampler:
         return f"{sum(self.util) / len(self.util):.0f}%", f"{max(self.memory):,.0f}"
 
 
-def start_cluster(cpus: int, gpus: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True)
-    head = subprocess.Popen(
-        [
-            *(ray, "start", "--head", f"--port={port}", "--block", f"--num-cpus={cpus}"),
-            *(f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    while subprocess.run(
-        [ray, "status", f"--address={address}"], env=env, capture_output=True
-    ).returncode:
-        if head.poll() is not None:
-            raise SystemExit("ray start failed")
-        time.sleep(1)
-    return head, address
-
-
 def mps(start: bool, env: dict[str, str]) -> bool:
     """Start (or stop) the CUDA MPS control daemon; False where there is none."""
     control = shutil.which("nvidia-cuda-mps-control")
@@ -147,7 +118,7 @@ def measure(
 ):
     """One cluster, one sweep per K: rows (mode, K, makespan, trials/hour, util, memory)."""
     gpus = 1
-    head, address = start_cluster(TRIALS, gpus, env)
+    head, address = start_cluster(TRIALS, env, gpus)
     rows = []
     try:
         for k in ks:

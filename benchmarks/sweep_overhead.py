@@ -97,7 +97,9 @@ def ideal(experiment: Path, concurrency: int) -> float:
     return total / concurrency
 
 
-def start_cluster(cpus: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_cluster(cpus: int, env: dict[str, str], gpus: int = 0) -> tuple[subprocess.Popen, str]:
+    """A `ray start --head` with `cpus` CPUs and `gpus` GPUs on a free loopback port, once it
+    answers: the process and its address."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -105,14 +107,8 @@ def start_cluster(cpus: int, env: dict[str, str]) -> tuple[subprocess.Popen, str
     subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True)
     head = subprocess.Popen(
         [
-            ray,
-            "start",
-            "--head",
-            f"--port={port}",
-            f"--num-cpus={cpus}",
-            "--block",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
+            *(ray, "start", "--head", f"--port={port}", "--block", f"--num-cpus={cpus}"),
+            *(f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats"),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -123,6 +119,8 @@ def start_cluster(cpus: int, env: dict[str, str]) -> tuple[subprocess.Popen, str
     while subprocess.run(
         [ray, "status", f"--address={address}"], env=env, capture_output=True
     ).returncode:
+        if head.poll() is not None:
+            raise SystemExit("ray start failed")
         time.sleep(1)
     return head, address
 
