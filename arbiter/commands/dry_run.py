@@ -55,8 +55,10 @@ def print_dry_run(
         header_style="bold",
     )
     too_big = 0
+    largest = 0  # the largest trial's training memory, for the packing line
     for trial in trials:
         cost = estimate(trial.config)
+        largest = max(largest, cost.memory_bytes)
         fits = "-" if limit is None else ("yes" if cost.memory_bytes <= limit else "NO")
         too_big += fits == "NO"
         values = [show(trial.overrides[k]) for k in keys]
@@ -86,15 +88,14 @@ def print_dry_run(
             f"{too_big} trial(s) do not fit."
         )
     if gpus != 0:
-        out.print(_packing(trials, trials_per_gpu))
+        out.print(_packing(largest, trials_per_gpu))
     if gpus and len(devices) and gpus > len(devices):
         out.print(f"Note: --gpus {gpus} asks for more GPUs than the {len(devices)} visible here.")
 
 
-def _packing(trials: list[Trial], trials_per_gpu: int | str) -> str:
-    """How trials share a GPU: K of the largest trial against the smallest GPU's free memory
-    here, or what `auto` would choose."""
-    largest = max(estimate(t.config).memory_bytes for t in trials)
+def _packing(largest: int, trials_per_gpu: int | str) -> str:
+    """How trials share a GPU: K of the largest trial (`largest` bytes of training memory)
+    against the smallest GPU's free memory here, or what `auto` would choose."""
     free = free_gpu_memory()
     if trials_per_gpu == "auto":
         if not free:
