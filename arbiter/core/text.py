@@ -97,8 +97,11 @@ def check_sources(sources: list[Path], val_fraction: float) -> list[int]:
         raise UserError(f"val_fraction = {val_fraction}; allowed: between 0 and 1, exclusive")
     sizes = []
     for source in sources:
+        if not source.is_file():
+            what = "is a directory" if source.is_dir() else "file not found"
+            raise UserError(f"{source}: cannot read: {what}")
         try:
-            sizes.append(source.stat().st_size if source.is_file() else _unreadable(source))
+            sizes.append(source.stat().st_size)
         except OSError as exc:
             raise UserError(f"{source}: cannot read: {exc.strerror or exc}") from None
     total = sum(sizes)
@@ -110,11 +113,6 @@ def check_sources(sources: list[Path], val_fraction: float) -> list[int]:
             f"and val with val_fraction = {val_fraction}"
         )
     return sizes
-
-
-def _unreadable(source: Path) -> int:
-    what = "is a directory" if source.is_dir() else "file not found"
-    raise UserError(f"{source}: cannot read: {what}")
 
 
 def _tokenizer(
