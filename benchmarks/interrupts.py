@@ -25,16 +25,28 @@ def run_through_interrupts(command: list[str], **popen: Any) -> int:
     which passes each one on as a SIGINT and waits: `arbiter sweep` stops cleanly on the first
     (and Ray Tune gives up saving on a second).
     """
-    child = subprocess.Popen(command, start_new_session=True, **popen)
-    previous = {
-        sig: signal.signal(sig, lambda *_: child.send_signal(signal.SIGINT)) for sig in STOPPING
-    }
+    # The handlers go in before the command starts, so that no signal finds this process with
+    # its default action (which would end it and leave the command running); one that comes
+    # before the command exists is passed on as soon as it does.
+    child: subprocess.Popen | None = None
+    pending: list[int] = []
+
+    def pass_on(signum: int, _frame: Any) -> None:
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in STOPPING}
     try:
+        child = subprocess.Popen(command, start_new_session=True, **popen)
+        if pending:
+            child.send_signal(signal.SIGINT)
         code = child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if child.poll() is None:  # only if waiting itself failed: leave nothing running
+        if child is not None and child.poll() is None:  # waiting failed: leave nothing running
             child.kill()
     if code == -signal.SIGINT:  # a SIGINT before Ray Tune took it over, or a second one
         return EXIT_INTERRUPTED
