@@ -10,7 +10,7 @@ same disk as `--dir`, and takes the median. The sha256 column is the hashing par
 The overhead is write time / (checkpoint.interval x step time). On this CPU the step time of
 the small configs is measured (the median of `--steps` steps of the training core); the GPU
 configs' step time is estimated for an H100 at 40% MFU (bf16 dense peak 989 TFLOP/s, the
-FLOPs of `arbiter.core.estimate`), which is the case the question is about: a fast GPU with a
+FLOPs of `arbiter.config.estimate`), which is the case the question is about: a fast GPU with a
 checkpoint written from host memory. "break-even" is the step time at which the write costs 1%.
 
     python benchmarks/checkpoint_cost.py [--configs quickstart grokking_regime low_vram
@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 from report import Started, publish
 
+from arbiter.config.estimate import parameter_count, training_flops_per_token
 from arbiter.config.loading import load_config
 from arbiter.config.schema import Config
 from arbiter.config.templates import find_template
 from arbiter.config.trials import trial_config
 from arbiter.core.checkpoint import STATE_FILE, file_sha256, save_checkpoint
-from arbiter.core.estimate import parameter_count, training_flops_per_token
 from arbiter.core.hardware import PEAK_FLOPS
 from arbiter.core.loop import train
 from arbiter.core.model import build_model

@@ -11,7 +11,7 @@ Method. The figures are the core's own: `arbiter.core.loop.train` runs 2N + 1 st
 Its metrics row at step 2N carries `tokens_per_s` and `mfu` over steps N+1 .. 2N (the loop reads
 its clock after the log step's host sync, so the window holds exactly N steps of GPU work) and
 the peak allocated memory. Steps 1 .. N are the warm-up (cuBLAS set-up, the allocator, and the
-compilation under `torch.compile`). MFU counts the model's FLOPs (`arbiter.core.estimate`: 6 per
+compilation under `torch.compile`). MFU counts the model's FLOPs (`arbiter.config.estimate`: 6 per
 weight per token plus attention), not the recomputation of gradient checkpointing, against the
 GPU's dense bf16 peak from `arbiter.core.hardware`. The estimate `--dry-run` prints for the same
 config stands beside the measured peak memory.
@@ -47,10 +47,10 @@ from random_tokens import write_random_tokens
 from report import REPORT, Started, publish
 from step_hook import StepHook
 
+from arbiter.config.estimate import training_memory_bytes
 from arbiter.config.loading import load_config
 from arbiter.config.schema import Config
 from arbiter.core.data import make_task
-from arbiter.core.estimate import training_memory_bytes
 from arbiter.core.loop import train
 from models import flash_attn_available
 

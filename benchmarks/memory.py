@@ -24,7 +24,7 @@ parts that can be counted exactly:
   tensors through its `_recomputation_hook`, which this benchmark wraps to see them), when one
   block's activations are back in memory beside the remaining block inputs. The peak is the
   largest poll. "blocks" is the part saved between the embedding and the final norm, which is
-  what `arbiter.core.estimate.activation_bytes` estimates; the rest is the final norm, the output
+  what `arbiter.config.estimate.activation_bytes` estimates; the rest is the final norm, the output
   head and the loss (the log-softmax of the logits). `activation_bytes` estimates a GPU run, and
   on the CPU each block keeps two tensors more, which CUDA kernels do not keep: each RMSNorm's
   fp32 normalized input (the CPU runs the composite RMSNorm) and a copy of the attention output
@@ -33,7 +33,7 @@ parts that can be counted exactly:
 - Parameters, gradients and AdamW state (both moments and the step counts): the bytes of their
   tensors after one optimizer step, before the gradients are dropped.
 - Training memory = peak activations + parameters + gradients + AdamW state, the sum that
-  `arbiter.core.estimate.training_memory_bytes` estimates (it counts the gradients as alive
+  `arbiter.config.estimate.training_memory_bytes` estimates (it counts the gradients as alive
   beside all the activations, as they are from the second micro-batch of a gradient-accumulation
   step on). That estimate is for a GPU and adds a 512 MiB floor for the CUDA context and
   workspaces; a CPU has none, so the ratio is taken without it (the table shows the floor
@@ -79,12 +79,12 @@ import torch.utils.checkpoint as torch_checkpoint
 from random_tokens import write_random_tokens
 from report import REPORT, Started, publish
 
+from arbiter.config.estimate import RUNTIME_OVERHEAD_BYTES, activation_bytes, training_memory_bytes
 from arbiter.config.loading import load_config
 from arbiter.config.schema import Config
 from arbiter.config.templates import find_template
 from arbiter.config.trials import trial_config
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
-from arbiter.core.estimate import RUNTIME_OVERHEAD_BYTES, activation_bytes, training_memory_bytes
 from arbiter.core.model import build_model
 from arbiter.core.optim import build_optimizer
 from arbiter.core.precision import Precision, resolve_precision

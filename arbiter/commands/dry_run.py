@@ -1,8 +1,9 @@
 """`arbiter sweep --dry-run`: every trial of a template with its cost, without starting Ray.
 
-One row per trial: swept values, parameters, training FLOPs per token and estimated training
-memory, with a mark on trials that cannot fit the smallest GPU visible here, and how trials
-share a GPU (`--trials-per-gpu`).
+One row per trial: swept values (and the sizes `[sweep.budget]` derived, with each trial's
+distance from the budget), parameters, training FLOPs per token and estimated training memory,
+with a mark on trials that cannot fit the smallest GPU visible here, and how trials share a GPU
+(`--trials-per-gpu`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 from rich.table import Table
 
+from arbiter.config.budget import derived_keys
+from arbiter.config.estimate import estimate
 from arbiter.config.schema import Config
 from arbiter.config.space import Grid
 from arbiter.config.trials import Trial
-from arbiter.core.estimate import estimate
 from arbiter.core.hardware import free_gpu_memory, visible_gpus
 from arbiter.errors import UserError
 from arbiter.tune.packing import auto_packing
@@ -44,10 +46,18 @@ def print_dry_run(
         f"ranked by {sweep.metric} ({sweep.mode}), {concurrency}"
     )
     keys = list(sweep.space)
+    derived = derived_keys(sweep.budget) if sweep.budget else []
+    if sweep.budget:
+        out.print(
+            f"Each trial sized to a budget of {si(round(sweep.budget.params))} parameters: "
+            f"{sweep.budget.derive} derived (within {sweep.budget.tolerance:.0%})."
+        )
     table = Table(
         "#",
         *keys,
+        *derived,
         "params",
+        *(["vs budget"] if sweep.budget else []),
         "FLOPs/token",
         "train memory",
         "fits GPU",
@@ -62,10 +72,14 @@ def print_dry_run(
         fits = "-" if limit is None else ("yes" if cost.memory_bytes <= limit else "NO")
         too_big += fits == "NO"
         values = [show(trial.overrides[k]) for k in keys]
+        sizes = [show(getattr(trial.config.model, k.split(".")[1])) for k in derived]
+        off = [f"{sweep.budget.deviation(cost.params):+.1%}"] if sweep.budget else []
         table.add_row(
             str(trial.index),
             *values,
+            *sizes,
             si(cost.params),
+            *off,
             si(cost.flops_per_token),
             gib(cost.memory_bytes),
             fits,

@@ -1,6 +1,8 @@
 """Configuration: the pydantic schema (`schema`), loading TOML with `extends` and `--set`
 (`loading`), the search-space grammar (`space`), where templates and tiers are found
-(`templates`), and a template's trials, each validated before anything starts (`trials`).
+(`templates`), what a config costs (`estimate`: parameters, FLOPs, memory), the model size
+that meets a parameter budget (`budget`), and a template's trials, each validated before
+anything starts (`trials`).
 
 Pure data and validation: imports `arbiter.errors` and pydantic, never Ray, torch or any other
 layer of Arbiter, so every layer can read a `Config`.

@@ -444,6 +444,32 @@ class GrokkingOptions(Section):
     """Rise of validation accuracy over `window` that counts as progress."""
 
 
+class Budget(Section):
+    """`[sweep.budget]`: every trial at one parameter budget, one size key derived per trial.
+
+    The swept values are applied first; then `derive` is set to the value whose model has the
+    parameter count (embeddings and output layer included, as `--dry-run` counts them) nearest
+    `params`. `model.dim` steps by the head size and n_heads follows it (dim / head size);
+    `model.n_layers` steps by one layer. A trial that lands further than `tolerance` from the
+    budget is an error before the sweep starts. Depth against width at equal budgets: sweep
+    `model.n_layers` and derive `model.dim`.
+    """
+
+    params: float = Field(gt=0)
+    """The parameter budget, e.g. 25e6."""
+    derive: Literal["model.dim", "model.n_layers"] = "model.dim"
+    """The size key set per trial to meet the budget; it cannot also be swept."""
+    head_size: int | None = Field(None, gt=0)
+    """The head size a derived width keeps: dim is a multiple of it, n_heads = dim / head_size.
+    Default: the trial's own dim / n_heads. A smaller one sizes small models more finely."""
+    tolerance: float = Field(0.05, gt=0.0)
+    """The largest relative distance from the budget a trial may land at (0.05: 5%)."""
+
+    def deviation(self, params: int) -> float:
+        """Relative distance of `params` from the budget: +0.02 is 2% over it."""
+        return params / self.params - 1
+
+
 # 1/K rounded down to Ray's resource unit (1/10,000) admits exactly K trials per GPU up to 99.
 MAX_TRIALS_PER_GPU = 64
 
@@ -469,6 +495,9 @@ class SweepConfig(Section):
     many of the largest trial as fit in the smallest GPU's free memory, at most 16."""
     seed: int = Field(0, ge=0)
     """Seed for drawing random search points."""
+    budget: Budget | None = None
+    """Equal-budget trials: `{ params = 25e6, derive = "model.dim" }` sizes each trial to the
+    budget (see [sweep.budget])."""
     stop: StopRule | None = None
     """Stop rule for each trial, e.g. `{ threshold = 0.99, patience = 3 }` (grokked and held)."""
     asha: AshaOptions = Field(default_factory=AshaOptions)
@@ -491,6 +520,12 @@ class SweepConfig(Section):
     @model_validator(mode="after")
     def _check_space(self) -> SweepConfig:
         self.axes()
+        if self.budget and self.budget.derive in self.space:
+            raise KeyProblem(
+                "sweep.budget.derive",
+                f"{self.budget.derive} is set by the budget and cannot also be swept; allowed: "
+                "a size key the space leaves alone",
+            )
         return self
 
     def axes(self) -> dict[str, Axis]:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from arbiter.config.estimate import training_flops_per_token
 from arbiter.config.schema import Config
 from arbiter.core import checkpoint as ckpt
 from arbiter.core.data import IGNORE_INDEX, Task, make_task
-from arbiter.core.estimate import training_flops_per_token
 from arbiter.core.grokfast import Grokfast
 from arbiter.core.grokking import GrokClock
 from arbiter.core.hardware import peak_flops

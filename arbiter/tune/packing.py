@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from arbiter.config.estimate import estimate
 from arbiter.config.trials import Trial
-from arbiter.core.estimate import estimate
 from arbiter.core.hardware import free_gpu_memory, visible_gpus
 from arbiter.errors import UserError
 from arbiter.ui import gib

@@ -27,6 +27,7 @@ import ray
 import torch
 from ray import tune
 
+from arbiter.config.schema import Budget
 from arbiter.config.trials import trial_config
 from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
@@ -45,8 +46,10 @@ def run_trial(
     scratch: str,
     milestones: Location | None = None,
     attempts: Location | None = None,
+    budget: Budget | None = None,
 ) -> None:
-    """One trial: `base` (the template's run settings) with `overrides` (Tune's sample).
+    """One trial: `base` (the template's run settings) with `overrides` (Tune's sample), sized
+    to the sweep's parameter `budget` when it has one.
 
     `scratch`: the experiment's folder of working folders on each node (`scratch_name`).
     `milestones`: a folder that keeps a copy of each milestone checkpoint (Tune prunes its own
@@ -55,7 +58,7 @@ def run_trial(
     """
     if attempts is not None:
         _back_off(attempts)
-    config = trial_config(base, overrides)  # InvalidTrial fails the trial with a clear line
+    config = trial_config(base, overrides, budget)  # InvalidTrial fails the trial with a clear line
     config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
     torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
     placement = {

@@ -73,6 +73,7 @@ def build_tuner(
             scratch=scratch_name(path),
             milestones=stored / MILESTONES if config.checkpoint.milestone_interval else None,
             attempts=stored / ATTEMPTS if long else None,
+            budget=sweep.budget,
         ),
         placement.resources(),
     )

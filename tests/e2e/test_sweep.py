@@ -14,8 +14,11 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import run, start, status, sweep_args, tiny_run
 
+from arbiter.config.loading import load_config
+from arbiter.config.trials import plan_trials
 from arbiter.experiments.location import Location
 from arbiter.experiments.trials import result_rows
 from arbiter.tune.trainable import local_scratch, scratch_name
@@ -78,6 +81,31 @@ def test_eight_trials_on_four_gpus(cluster, tmp_path, write):
     assert list((tmp_path / "grid").rglob("events.out.tfevents.*"))  # TensorBoard per trial
     record = json.loads((tmp_path / "grid" / "arbiter.json").read_text())
     assert record["template_hash"] and record["resolved"]["sweep"]["space"]
+
+
+def test_an_equal_budget_sweep_sizes_each_trial_in_its_worker(cluster, tmp_path, write):
+    """Tune's workers get the template's run settings and a point, not the planned trials: each
+    sizes its model to the budget itself, to the width the dry run plans."""
+    budget = {
+        "sweep": 'metric = "val/accuracy"\nbudget = { params = 5e4, head_size = 8 }',
+        "sweep.space": '"model.n_layers" = [1, 3]',
+    }
+    template = write("budget.toml", tiny_run(50, budget))
+    planned = {
+        t.config.model.n_layers: t.config.model
+        for t in plan_trials(load_config(template, []), str(template))
+    }
+    assert {n: (m.dim, m.n_heads) for n, m in planned.items()} == {1: (56, 7), 3: (32, 4)}
+    done = run(*sweep_args(template, gpus=2, address=cluster, storage=tmp_path, name="budget"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = sorted((tmp_path / "budget").glob("*/checkpoint_*/"))
+    assert len(saved) == 2
+    for checkpoint in saved:
+        model = json.loads((checkpoint / "meta.json").read_text())["config"]["model"]
+        expected = planned[model["n_layers"]]
+        assert (model["dim"], model["n_heads"]) == (expected.dim, expected.n_heads)
+        state = torch.load(checkpoint / "state.pt", weights_only=False)
+        assert state["model"]["tok_emb.weight"].shape[1] == expected.dim
 
 
 def test_existing_name_is_refused_and_untouched(cluster, tmp_path, write):

@@ -70,6 +70,18 @@ def test_dry_run_of_the_grokking_template_by_name(cli):
     assert "8 trials" in out and "x^2+y^2" in out
 
 
+def test_dry_run_of_an_equal_budget_sweep_shows_each_trials_size_and_distance(cli):
+    code, out, err = cli("sweep", "--template", "deep_narrow_template.toml", "--dry-run")
+    assert code == 0, err
+    assert "sized to a budget of 1.03G parameters: model.dim derived (within 5%)" in out
+    header = next(line.split() for line in out.splitlines() if line.strip().startswith("#"))
+    assert header[:6] == ["#", "model.n_layers", "model.dim", "model.n_heads", "params", "vs"]
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [(row[1], row[2], row[3]) for row in rows][-1] == ("80", "1024", "16")
+    for row in rows:
+        assert abs(float(row[5].rstrip("%"))) <= 5.0  # "+3.2%": the distance from the budget
+
+
 def test_python_dash_m_and_no_ray_import_for_validate(write):
     template = write("t.toml", GOOD_TEMPLATE)
     code = (

@@ -190,7 +190,7 @@ def test_the_seed_command_line(cli, monkeypatch):
     code, out, err = cli(*legacy, "--template", "deep_narrow_template.toml", "--dry-run")
     assert code == 0, err
     assert err.splitlines() == [BASE_NOTE.replace("base.toml", "base_config.toml"), STRATEGY_NOTE]
-    assert "9 trials, strategy grid" in out and "4 at a time" in out
+    assert "3 trials, strategy grid" in out and "4 at a time" in out
 
 
 def test_the_strategy_choices_are_the_schemas(cli):

@@ -285,15 +285,19 @@ def wrong_values(key: tuple[str, ...], annotation: Any) -> st.SearchStrategy:
     return st.one_of(tables, lists, NONSENSE)
 
 
+# The keys a table cannot go without, with a valid value each.
+REQUIRED = {("sweep", "stop"): ("threshold", 0.9), ("sweep", "budget"): ("params", 1e6)}
+
+
 def with_setting(key: tuple[str, ...], value: Any) -> dict[str, Any]:
-    """A config that sets `key` (and a threshold, which a [sweep.stop] table needs)."""
+    """A config that sets `key` (and the key its table needs, as REQUIRED says)."""
     data: dict[str, Any] = {}
     node = data
     for part in key[:-1]:
         node = node.setdefault(part, {})
     node[key[-1]] = value
-    if key[:2] == ("sweep", "stop") and key != ("sweep", "stop", "threshold"):
-        node["threshold"] = 0.9
+    required, default = REQUIRED.get(key[:-1], (key[-1], None))
+    node.setdefault(required, default)
     return data
 
 

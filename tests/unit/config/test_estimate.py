@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from arbiter.config.loading import load_config
-from arbiter.config.schema import Config
-from arbiter.config.templates import packaged_configs
-from arbiter.core.estimate import (
+from arbiter.config.estimate import (
     STATE_BYTES_PER_PARAM,
     activation_bytes,
     estimate,
     parameter_count,
     training_memory_bytes,
 )
+from arbiter.config.loading import load_config
+from arbiter.config.schema import Config
+from arbiter.config.templates import packaged_configs
 from arbiter.core.model import build_model
 
 
