@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from arbiter.config.schema import Config, SweepConfig
-from arbiter.errors import UserError
 from arbiter.experiments.location import Location
 from arbiter.tune.packing import gpu_share
 
@@ -139,10 +138,8 @@ def _checkpoints_kept(config: Config) -> int | None:
 def search_alg(sweep: SweepConfig) -> Any:
     if sweep.strategy != "optuna":
         return None
-    try:
-        from ray.tune.search.optuna import OptunaSearch
-    except ImportError:
-        raise UserError("sweep.strategy: 'optuna' needs `pip install 'arbiter[optuna]'`") from None
+    from ray.tune.search.optuna import OptunaSearch
+
     return OptunaSearch(seed=sweep.seed)
 
 
