@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     _add_long(commands)
     _add_experiment_commands(commands)
+    _add_ui(commands)
     _add_train(commands)
     _add_tools(commands)
     return parser
@@ -122,12 +123,28 @@ def _add_experiment_commands(commands: argparse._SubParsersAction) -> None:
             )
         if verb == "report":
             command.add_argument(
+                "other",
+                nargs="?",
+                metavar="OTHER",
+                help="a second experiment: both experiments' seed groups side by side "
+                "(needs --out)",
+            )
+            command.add_argument(
                 "--out",
                 type=Path,
                 help="folder for the report (default: in the experiment; ./NAME-report for one in "
-                "object storage)",
+                "object storage; required with two experiments)",
             )
         command.set_defaults(run={"resume": _resume, "status": _status, "report": _report}[verb])
+
+
+def _add_ui(commands: argparse._SubParsersAction) -> None:
+    ui = commands.add_parser("ui", help="the MLflow UI of a sweep's runs (logging.trackers)")
+    ui.add_argument("experiment", metavar="NAME|PATH", help="experiment name or folder")
+    _storage_flag(ui)
+    ui.add_argument("--port", type=_positive, default=5000, help="port on 127.0.0.1 (5000)")
+    ui.add_argument("--print", action="store_true", help="print the command, do not start it")
+    ui.set_defaults(run=_ui)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -232,9 +249,17 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from arbiter.commands.report import report
+    from arbiter.commands.report import compare_reports, report
 
+    if args.other is not None:
+        return compare_reports(args.experiment, args.other, args.storage, args.out)
     return report(args.experiment, args.storage, args.out)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from arbiter.commands.ui import ui
+
+    return ui(args.experiment, args.storage, port=args.port, print_only=args.print)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -76,6 +76,9 @@ def long(
     if not started:
         check_new_name(root, name)
         check_storage(root)
+    from arbiter.tune.trackers import check_trackers
+
+    check_trackers(config.logging.trackers, root)
     with contextlib.ExitStack() as held:
         if started:  # the lease before Ray starts: a second driver is one line
             held.enter_context(Lease(path))

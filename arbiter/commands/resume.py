@@ -37,6 +37,9 @@ def resume_experiment(path: Location, record: Record, address: str | None) -> Ex
         )
     check_not_moved(path, record)
     _check_template(path, record)
+    from arbiter.tune.trackers import check_trackers
+
+    check_trackers(record.config.logging.trackers, path.parent)
     with Lease(path):
         from arbiter.tune.cluster import connect, warn_if_storage_is_local
         from arbiter.tune.tuner import Placement, build_tuner, fit

@@ -79,9 +79,10 @@ def sweep(
 
     from arbiter.tune.cluster import connect, warn_if_storage_is_local
     from arbiter.tune.packing import decide
-    from arbiter.tune.tuner import Placement, build_tuner, fit, search_alg
+    from arbiter.tune.trackers import check_trackers
+    from arbiter.tune.tuner import Placement, build_tuner, fit
 
-    search_alg(config.sweep)  # a missing optional package is an error before Ray starts
+    check_trackers(config.logging.trackers, root)  # a missing extra: one line before Ray starts
     used = connect(address, gpus, dashboard_host)
     packing = decide(packed, used, trials, address)
     warn_if_storage_is_local(root)

@@ -376,6 +376,52 @@ class LoggingConfig(Section):
     """Optimizer steps between metric reports (each report is one Tune iteration in a sweep)."""
     enable_tensorboard: bool = True
     """Write TensorBoard event files next to metrics.jsonl."""
+    trackers: list[Literal["mlflow", "wandb", "aim"]] = Field(default_factory=list)
+    """Experiment trackers that get one run per trial of a sweep, its swept values as parameters
+    and every reported metric, live: "mlflow" (a store in the experiment's mlflow/ folder unless
+    MLFLOW_TRACKING_URI names a server), "wandb" (online with an API key, or WANDB_MODE=offline
+    into the experiment's wandb/ folder), "aim" (a repo in the experiment's aim/ folder). Each
+    needs its extra: `pip install 'arbiter[mlflow]'`."""
+
+    @field_validator("trackers")
+    @classmethod
+    def _once_each(cls, trackers: list[str]) -> list[str]:
+        repeated = sorted({t for t in trackers if trackers.count(t) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is named twice; name each tracker once")
+        return trackers
+
+
+NOTIFY_EVENTS = ("grokked", "errored", "stalled", "finished")
+
+
+class NotifyConfig(Section):
+    """`[notify]`: messages about a sweep through Apprise (Slack, Discord, e-mail, ntfy, ...).
+    Off until `urls` names a service; a message that cannot be sent is a warning, never a
+    failure of the sweep."""
+
+    urls: list[str] = Field(default_factory=list)
+    """Apprise URLs, e.g. "ntfy://my-topic", "slack://TOKEN_A/TOKEN_B/TOKEN_C", "json://host/path"
+    (see Apprise's list of services)."""
+    on: list[Literal["grokked", "errored", "stalled", "finished"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS)
+    )
+    """The events to send: a trial grokked (its `steps_to_grok`), errored (after its retries),
+    stalled (the grokking scheduler's no-progress rule stopped it), and the sweep finished."""
+
+    @field_validator("urls")
+    @classmethod
+    def _services(cls, urls: list[str]) -> list[str]:
+        if urls:
+            import apprise  # only for a template that notifies: it takes a while to import
+
+            for url in urls:
+                if not apprise.Apprise().add(url):
+                    raise ValueError(
+                        f"{url!r} is not the URL of a service Apprise knows; allowed: "
+                        "SERVICE://..., e.g. ntfy://TOPIC, slack://..., json://HOST/PATH"
+                    )
+        return urls
 
 
 class StopRule(Section):
@@ -547,6 +593,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     sweep: SweepConfig | None = None
 
     @model_validator(mode="after")
@@ -684,8 +731,8 @@ def check_sweepable(dotted: str) -> None:
     node: type[BaseModel] = Config
     for depth, part in enumerate(parts):
         fields = node.model_fields
-        if part not in fields or part in ("sweep", "description"):
-            allowed = ", ".join(f for f in fields if f not in ("sweep", "description"))
+        if part not in fields or part in ("sweep", "description", "notify"):
+            allowed = ", ".join(f for f in fields if f not in ("sweep", "description", "notify"))
             prefix = ".".join(parts[:depth])
             raise KeyProblem(
                 where,

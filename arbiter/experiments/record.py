@@ -43,6 +43,9 @@ class Record:
     path: str | None = None
     # Trials sharing each GPU, as the sweep decided it (`auto` resolved); `resume` keeps it.
     trials_per_gpu: int = 1
+    # `arbiter extend`: the experiment this one continues ({"experiment": its URI, "changed":
+    # {dotted key: new value}}); its trials begin from that one's checkpoints.
+    parent: dict[str, Any] | None = None
 
     @cached_property
     def config(self) -> Config:

@@ -16,6 +16,7 @@ from arbiter.experiments.location import Location
 from arbiter.experiments.trials import TrialStatus
 
 GROK_KEYS = ("steps_to_fit", "steps_to_grok", "grok_delay")
+LOG_SPAN = 10  # positive values spanning more than this factor go on a log axis
 FINAL_KEYS = ("train/accuracy", "val/accuracy", "train/loss", "val/loss")
 
 
@@ -145,3 +146,10 @@ def ranked(report: Report) -> list[TrialReport]:
 def is_number(value: Any) -> bool:
     """A finite int or float (bools are ints in Python, but not metric values)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def log_worthy(values: Iterable[Any]) -> bool:
+    """Positive numbers spanning more than LOG_SPAN read better on a log axis (learning rates,
+    weight decays): on a linear one all but the largest values crowd at one end."""
+    numbers = [v for v in values if is_number(v)]
+    return bool(numbers) and min(numbers) > 0 and max(numbers) > LOG_SPAN * min(numbers)

@@ -1,4 +1,6 @@
-"""The plots of `arbiter report`, drawn with matplotlib.
+"""The plots of `arbiter report` that show its trials one by one (curves, weight norms, the phase
+diagram, the metric against each parameter), drawn with matplotlib. The plots of seed groups and
+parallel coordinates are `seed_curves`'s and `parallel_coordinates`'s.
 
 Only `arbiter report` imports this module, so no other command pays for matplotlib. It uses
 `matplotlib.figure.Figure` directly rather than pyplot: a figure rendered by the Agg canvas needs
@@ -26,7 +28,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import NullFormatter
 
 from arbiter.core.grokking import PHASES, THRESHOLD
 from arbiter.experiments.trials import ERRORED, FINISHED
@@ -34,13 +36,14 @@ from arbiter.report.data import (
     Report,
     TrialReport,
     is_number,
+    log_worthy,
     series,
     sort_values,
     value_key,
 )
-from arbiter.ui import show, si
+from arbiter.report.style import DPI, colors, step_axis
+from arbiter.ui import show
 
-DPI = 120
 FILES = {
     "grokking": "grokking_curves.png",
     "loss": "loss_curves.png",
@@ -141,8 +144,7 @@ def weight_norm(report: Report) -> Figure:
     labels = _labels(report, trials)
     fig = Figure(figsize=(8.5 if len(trials) <= 16 else 10.5, 4.8), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    colors = _colors(len(trials))
-    for t, color in zip(trials, colors, strict=True):
+    for t, color in zip(trials, colors(len(trials)), strict=True):
         steps, norms = series(t.rows, "weight_norm")
         ax.plot(steps, norms, color=color, lw=1.5, label=labels[t.id])
         grok = t.measures.get("steps_to_grok")
@@ -244,7 +246,7 @@ def metric_vs_params(report: Report) -> Figure:
         ax.scatter(x, best, s=60, facecolors="none", edgecolors="tab:green", label="best")
         ax.scatter(x, final, s=24, color="tab:purple", zorder=3, label="final")
         if ticks is None:
-            if _log_worthy(values):
+            if log_worthy(values):
                 ax.set_xscale("log")
         else:
             ax.set_xticks(range(len(ticks)), [show(v) for v in ticks])
@@ -267,7 +269,7 @@ def data_curves(report: Report) -> Figure:
     by_tokens, by_epochs = fig.subplots(1, 2, sharey=True)
     trials = [t for t in _ordered(report) if any("tokens_seen" in r for r in t.rows)]
     labels = _labels(report, trials)
-    for t, color in zip(trials, _colors(len(trials)), strict=True):
+    for t, color in zip(trials, colors(len(trials)), strict=True):
         rows = [r for r in t.rows if "tokens_seen" in r and "val/loss" in r]
         loss = [r["val/loss"] for r in rows]
         by_tokens.plot([r["tokens_seen"] for r in rows], loss, color=color, label=labels[t.id])
@@ -390,14 +392,8 @@ def _labels(report: Report, trials: Sequence[TrialReport]) -> dict[str, str]:
 
 
 def _step_axis(ax: Axes, report: Report) -> None:
-    """A log step axis labelled in plain numbers (500, 2k, 10k). Over two decades or less the
-    ticks go 1-2-5, since a single decade tick would leave a short run's axis almost bare."""
-    steps = [r["step"] for t in report.trials for r in t.rows if r["step"] > 0]
-    decades = math.log10(max(steps) / min(steps)) if steps else 0
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: si(x)))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    """The log step axis (`style.step_axis`) over every step the trials reported."""
+    step_axis(ax, (r["step"] for t in report.trials for r in t.rows))
 
 
 def _plateau(ax: Axes, t: TrialReport) -> None:
@@ -427,7 +423,7 @@ def _phase_scatter(report: Report, kx: str, ky: str) -> Figure:
                 label=name,
             )
     for key, set_scale in ((kx, ax.set_xscale), (ky, ax.set_yscale)):
-        if _log_worthy([t.config[key] for t in report.trials]):
+        if log_worthy([t.config[key] for t in report.trials]):
             set_scale("log")
     ax.set_xlabel(kx)
     ax.set_ylabel(ky)
@@ -465,22 +461,6 @@ def _positions(values: list[Any]) -> tuple[list[float], list[Any] | None]:
     ticks = sort_values(values)
     at = {value_key(v): i for i, v in enumerate(ticks)}
     return [float(at[value_key(v)]) for v in values], ticks
-
-
-def _log_worthy(values: list[Any]) -> bool:
-    """Positive numbers spanning 20x or more read better on a log axis (rates, decays)."""
-    numbers = [v for v in values if is_number(v)]
-    return bool(numbers) and min(numbers) > 0 and max(numbers) >= 20 * min(numbers)
-
-
-def _colors(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    if n <= 10:
-        return [colormaps["tab10"](i) for i in range(n)]
-    if n <= 20:
-        return [colormaps["tab20"](i) for i in range(n)]
-    return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, n)]
 
 
 def _positive(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -42,9 +43,19 @@ class GrokkingScheduler(FIFOScheduler):
     trial starts with no history: it is judged again once it has run `window` more steps.
     """
 
-    def __init__(self, options: GrokkingOptions, time_attr: str = "step") -> None:
+    def __init__(
+        self,
+        options: GrokkingOptions,
+        time_attr: str = "step",
+        on_grokked: Callable[[str, int, float], None] | None = None,
+        on_stalled: Callable[[str, int, str], None] | None = None,
+    ) -> None:
+        """`on_grokked(trial_id, step, val_accuracy)` and `on_stalled(trial_id, step, why)` hear
+        of each trial this scheduler stops, and why."""
         super().__init__()
         self.time_attr = time_attr
+        self.on_grokked = on_grokked
+        self.on_stalled = on_stalled
         self.fit_budget = options.fit_budget
         self.window = options.window
         self.min_norm_drop = options.min_norm_drop
@@ -75,6 +86,8 @@ class GrokkingScheduler(FIFOScheduler):
                 self._grokked.patience,
             )
             self._history.pop(trial_id, None)
+            if self.on_grokked is not None:
+                self.on_grokked(trial_id, step, result[GROK_METRIC])
             return TrialScheduler.STOP
         norm, val = result.get(NORM_METRIC), result.get(GROK_METRIC)
         if norm is None or val is None:
@@ -98,17 +111,13 @@ class GrokkingScheduler(FIFOScheduler):
         generalizing = val - then_val >= self.min_val_gain
         if shrinking or generalizing:
             return TrialScheduler.CONTINUE
-        log.info(
-            "grokking scheduler: stopping %s at step %d: no progress over %d steps: weight norm "
-            "%.4g -> %.4g, val acc %.4f -> %.4f",
-            trial_id,
-            step,
-            step - then,
-            then_norm,
-            norm,
-            then_val,
-            val,
+        why = (
+            f"over {step - then} steps: weight norm {then_norm:.4g} -> {norm:.4g}, val acc "
+            f"{then_val:.4f} -> {val:.4f}"
         )
+        log.info("grokking scheduler: stopping %s at step %d: no progress %s", trial_id, step, why)
+        if self.on_stalled is not None:
+            self.on_stalled(trial_id, step, why)
         del self._history[trial_id]
         return TrialScheduler.STOP
 

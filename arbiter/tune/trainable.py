@@ -31,6 +31,7 @@ from arbiter.config.schema import Budget
 from arbiter.config.trials import trial_config
 from arbiter.core.checkpoint import usable_checkpoint
 from arbiter.core.loop import train
+from arbiter.experiments.lineage import point_key
 from arbiter.experiments.location import Location
 
 # A long run is retried without limit: after a failure soon after an earlier start, wait first.
@@ -47,9 +48,14 @@ def run_trial(
     milestones: Location | None = None,
     attempts: Location | None = None,
     budget: Budget | None = None,
+    starts: dict[str, str] | None = None,
 ) -> None:
     """One trial: `base` (the template's run settings) with `overrides` (Tune's sample), sized
     to the sweep's parameter `budget` when it has one.
+
+    `starts`: an extended experiment's points that its parent ran (`lineage.point_key`), each
+    with the parent trial's newest checkpoint, where such a trial begins (its own checkpoints
+    come first once it has any).
 
     `scratch`: the experiment's folder of working folders on each node (`scratch_name`).
     `milestones`: a folder that keeps a copy of each milestone checkpoint (Tune prunes its own
@@ -86,25 +92,31 @@ def run_trial(
     logging.getLogger("arbiter").addHandler(warnings)
     try:
         checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
+        start = (starts or {}).get(point_key(overrides))
+        if checkpoint is None and start is None:
             train(config, workdir, reporter=report)
+        elif checkpoint is None:  # the parent experiment's trial of this point goes on
+            parent = Location.of(start)
+            resume = _restore(parent.fs, parent.path, workdir)
+            train(config, workdir, reporter=report, resume_from=resume)
         elif isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
             with checkpoint.as_directory() as folder:
                 # a corrupt checkpoint falls back to an older one; none valid: from step 0
                 resume = usable_checkpoint(Path(folder))
                 train(config, workdir, reporter=report, resume_from=resume)
         else:
-            resume = _restore_remote(checkpoint, workdir)
+            resume = _restore(checkpoint.filesystem, checkpoint.path, workdir)
             train(config, workdir, reporter=report, resume_from=resume)
     finally:
         logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _restore_remote(checkpoint: Any, workdir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """A checkpoint in object storage, as `usable_checkpoint` does locally: Tune's newest, else
-    the newest older one of the trial that loads, each downloaded into `workdir` when tried."""
-    fs, path = checkpoint.filesystem, checkpoint.path
+def _restore(fs: pafs.FileSystem, path: str, workdir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Checkpoint `path` as `usable_checkpoint` takes it: that one, else the newest older one of
+    its trial that loads; in object storage each downloaded into `workdir` when tried."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return usable_checkpoint(Path(path))
     trial = posixpath.dirname(path.rstrip("/"))
     siblings = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(trial))]
 

@@ -44,19 +44,28 @@ class Placement:
 
 
 def build_tuner(
-    path: Location, config: Config, placement: Placement, restore: bool = False, long: bool = False
+    path: Location,
+    config: Config,
+    placement: Placement,
+    restore: bool = False,
+    long: bool = False,
+    starts: dict[str, str] | None = None,
 ) -> Any:
     """The Tuner for a new experiment at `path`, or the restored one.
 
-    `long`: the one trial of `arbiter long`, retried without limit (with a back-off) and
-    reporting its progress as steps and an ETA. In object storage, Tune and the trials write
-    through a filesystem that retries for minutes (`Location.patient`): a store that is away for
-    a while delays them rather than failing them. Kept whole: it reads as one Tune declaration.
+    `starts`: an extended experiment's points that begin from its parent's checkpoints
+    (`run_trial`). `long`: the one trial of `arbiter long`, retried without limit (with a
+    back-off) and reporting its progress as steps and an ETA. In object storage, Tune and the
+    trials write through a filesystem that retries for minutes (`Location.patient`): a store
+    that is away for a while delays them rather than failing them. Kept whole: it reads as one
+    Tune declaration.
     """
     from ray import tune
 
+    from arbiter.tune.notify import Notifier, notify_urls
     from arbiter.tune.progress import LongProgress, SweepProgress
     from arbiter.tune.search_space import to_param_space
+    from arbiter.tune.trackers import tracker_callbacks
     from arbiter.tune.trainable import run_trial, scratch_name
 
     sweep = config.sweep
@@ -73,6 +82,7 @@ def build_tuner(
             milestones=stored / MILESTONES if config.checkpoint.milestone_interval else None,
             attempts=stored / ATTEMPTS if long else None,
             budget=sweep.budget,
+            starts=starts,
         ),
         placement.resources(),
     )
@@ -89,6 +99,7 @@ def build_tuner(
         if long
         else SweepProgress(sweep.metric, sweep.mode)
     )
+    notifier = Notifier(path.name, notify_urls(config.notify), config.notify.on)
     return tune.Tuner(
         trainable,
         param_space=to_param_space(sweep.axes(), sweep.strategy),
@@ -97,7 +108,7 @@ def build_tuner(
             mode=sweep.mode,
             num_samples=sweep.num_samples,
             search_alg=search_alg(sweep),
-            scheduler=_scheduler(sweep, config),
+            scheduler=_scheduler(sweep, config, notifier),
             max_concurrent_trials=placement.slots,
             # A new trial reuses a finished trial's worker (same resources): no process start,
             # no imports. Safe here: every trial seeds its RNGs and builds its run afresh.
@@ -112,7 +123,7 @@ def build_tuner(
             failure_config=tune.FailureConfig(max_failures=-1 if long else sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(config)),
             verbose=0,
-            callbacks=[progress],
+            callbacks=[progress, notifier, *tracker_callbacks(config.logging.trackers, path)],
         ),
     )
 
@@ -143,7 +154,8 @@ def search_alg(sweep: SweepConfig) -> Any:
     return OptunaSearch(seed=sweep.seed)
 
 
-def _scheduler(sweep: SweepConfig, config: Config) -> Any:
+def _scheduler(sweep: SweepConfig, config: Config, notifier: Any = None) -> Any:
+    """Tune's scheduler for `sweep`; the grokking scheduler tells `notifier` of a stalled trial."""
     from ray.tune import schedulers
 
     if sweep.scheduler == "asha":
@@ -178,7 +190,12 @@ def _scheduler(sweep: SweepConfig, config: Config) -> Any:
     if sweep.scheduler == "grokking":
         from arbiter.tune.grokking_scheduler import GrokkingScheduler
 
-        return GrokkingScheduler(sweep.grokking, time_attr=TIME_ATTR)
+        return GrokkingScheduler(
+            sweep.grokking,
+            time_attr=TIME_ATTR,
+            on_grokked=notifier.grokked if notifier else None,
+            on_stalled=notifier.stalled if notifier else None,
+        )
     return None  # fifo: Tune's default
 
 

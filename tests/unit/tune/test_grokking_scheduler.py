@@ -167,6 +167,21 @@ def test_a_pickled_scheduler_decides_as_the_original():
     assert decide(copy, [row(20, 0.995, 30)], "grokking") == [STOP]
 
 
+def test_it_tells_who_it_stopped_and_why():
+    heard = []
+    sched = GrokkingScheduler(
+        GrokkingOptions(fit_budget=FIT_BUDGET, window=WINDOW, patience=1),
+        on_grokked=lambda *said: heard.append(("grokked", *said)),
+        on_stalled=lambda trial, step, why: heard.append(("stalled", trial, step, why)),
+    )
+    decide(sched, [row(10, 0.2, 30), row(20, 0.995, 30)], "grokking")
+    decide(sched, stream(lambda s: 0.1, lambda s: 30.0, steps=range(10, 201, 10)), "stuck")
+    assert heard[0] == ("grokked", "grokking", 20, 0.995)
+    assert heard[1][:3] == ("stalled", "stuck", 200)
+    assert heard[1][3].startswith("over 100 steps: weight norm 30 -> 30, val acc 0.1000")
+    assert len(heard) == 2
+
+
 def test_sweep_builds_it_from_the_template_options():
     config = Config.model_validate(
         {
