@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     _add_long(commands)
     _add_experiment_commands(commands)
+    _add_extend(commands)
     _add_ui(commands)
     _add_train(commands)
     _add_tools(commands)
@@ -136,6 +137,20 @@ def _add_experiment_commands(commands: argparse._SubParsersAction) -> None:
                 "object storage; required with two experiments)",
             )
         command.set_defaults(run={"resume": _resume, "status": _status, "report": _report}[verb])
+
+
+def _add_extend(commands: argparse._SubParsersAction) -> None:
+    extend = commands.add_parser(
+        "extend", help="continue a sweep's trials from their checkpoints, as a new experiment"
+    )
+    extend.add_argument(
+        "parent", metavar="PARENT", help="the experiment to continue (name or folder)"
+    )
+    extend.add_argument("--name", required=True, help="the new experiment's name")
+    _set_flag(extend)
+    _storage_flag(extend)
+    _placement_flags(extend, "GPUs to use (default: the parent's)", "each trial reserves")
+    extend.set_defaults(run=_extend)
 
 
 def _add_ui(commands: argparse._SubParsersAction) -> None:
@@ -254,6 +269,21 @@ def _report(args: argparse.Namespace) -> int:
     if args.other is not None:
         return compare_reports(args.experiment, args.other, args.storage, args.out)
     return report(args.experiment, args.storage, args.out)
+
+
+def _extend(args: argparse.Namespace) -> int:
+    from arbiter.commands.extend import extend
+
+    return extend(
+        args.parent,
+        name=args.name,
+        sets=args.set,
+        storage=args.storage,
+        gpus=args.gpus,
+        cpus_per_trial=args.cpus_per_trial,
+        address=args.address,
+        dashboard_host=args.dashboard_host,
+    )
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -90,7 +90,8 @@ def load_report(path: Location) -> Report:
         trial_report(t, result_rows(path / t.path.rpartition("/")[2]))
         for t in read_trials(path, sweep.metric, sweep.mode)
     ]
-    return make_report(path, Path(record.template).name, sweep.metric, sweep.mode, trials)
+    template = Path(record.template).name
+    return make_report(path, template, sweep.metric, sweep.mode, trials, record.parent)
 
 
 def _check_results(data: Report) -> None:

@@ -41,6 +41,7 @@ def resume_experiment(path: Location, record: Record, address: str | None) -> Ex
 
     check_trackers(record.config.logging.trackers, path.parent)
     with Lease(path):
+        from arbiter.commands.extend import parent_starts
         from arbiter.tune.cluster import connect, warn_if_storage_is_local
         from arbiter.tune.tuner import Placement, build_tuner, fit
 
@@ -50,7 +51,11 @@ def resume_experiment(path: Location, record: Record, address: str | None) -> Ex
             f"resuming {path.name}: unfinished and errored trials continue from their checkpoints"
         )
         placement = Placement(record.gpus, record.cpus_per_trial, record.trials_per_gpu)
-        fit(build_tuner(path, record.config, placement, True, long=record.kind == "long"), path)
+        long = record.kind == "long"
+        starts = None  # an extended experiment's trials not yet begun start from its parent's
+        if record.parent:
+            starts = parent_starts(Location.of(record.parent["experiment"]), record.config)
+        fit(build_tuner(path, record.config, placement, True, long=long, starts=starts), path)
 
     from arbiter.commands.outcome import outcome
 

@@ -34,6 +34,7 @@ def status_json(path: Location, record: Record, trials: list[TrialStatus]) -> st
         {
             "experiment": path.uri,
             "template": record.template,
+            "extends": record.parent,
             "trials": [asdict(t) for t in trials],
         },
         indent=2,
@@ -59,6 +60,9 @@ def print_table(path: Location, record: Record, trials: list[TrialStatus], metri
     out = console()
     counts = tally(t.status for t in trials) or "no trials yet"
     out.print(f"{path}  ({record.template})  {counts}")
+    if record.parent:
+        changed = ", ".join(f"{k}={show(v)}" for k, v in record.parent["changed"].items())
+        out.print(f"extends {record.parent['experiment']} with {changed}")
     out.print(table)
     for t in trials:
         if t.error:

@@ -48,6 +48,7 @@ class Report:
     keys: list[str]  # every key the trials' configs carry (the template's axes)
     swept: list[str]  # those that take more than one value: the plots' axes
     trials: list[TrialReport]
+    extends: dict[str, Any] | None = None  # `arbiter extend`: the parent and what changed
 
 
 def trial_report(status: TrialStatus, rows: Iterable[Mapping[str, Any]]) -> TrialReport:
@@ -70,7 +71,12 @@ def trial_report(status: TrialStatus, rows: Iterable[Mapping[str, Any]]) -> Tria
 
 
 def make_report(
-    path: Location, template: str, metric: str, mode: str, trials: list[TrialReport]
+    path: Location,
+    template: str,
+    metric: str,
+    mode: str,
+    trials: list[TrialReport],
+    extends: dict[str, Any] | None = None,
 ) -> Report:
     keys = sorted({k for t in trials for k in t.config})
     return Report(
@@ -82,6 +88,7 @@ def make_report(
         keys=keys,
         swept=swept_keys(trials, keys),
         trials=trials,
+        extends=extends,
     )
 
 

@@ -30,6 +30,7 @@ def summary_json(
         "experiment": str(report.path),
         "name": report.name,
         "template": report.template,
+        "extends": report.extends,
         "metric": report.metric,
         "mode": report.mode,
         "threshold": THRESHOLD,
@@ -78,6 +79,7 @@ def summary_markdown(
         "",
         f"- experiment: `{report.path}`",
         f"- template: `{report.template}`; metric: `{report.metric}` ({report.mode})",
+        *_lineage(report),
         f"- trials: {len(report.trials)} ({states})",
         f"- written: {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "",
@@ -225,3 +227,11 @@ def md_row(cells: Iterable[str]) -> str:
 
 def md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _lineage(report: Report) -> list[str]:
+    """The line that says which experiment this one extends, and with what."""
+    if report.extends is None:
+        return []
+    changed = ", ".join(f"`{k}={show(v)}`" for k, v in report.extends["changed"].items())
+    return [f"- extends `{report.extends['experiment']}` with {changed}"]
