@@ -48,7 +48,8 @@ def extend(
     dashboard_host: str = "127.0.0.1",
 ) -> ExitCode:
     """Continue the experiment `parent` as the new experiment STORAGE/`name`. One sequence,
-    kept whole so the order is visible: the input, then the parent's trials, then Ray."""
+    kept whole so the order is visible: every check of the input, then Ray, then the parent's
+    trials (Tune's saved state), then the new experiment."""
     from arbiter.config.trials import plan_trials
 
     parent_path = find_experiment(parent, storage)
