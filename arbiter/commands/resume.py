@@ -73,7 +73,9 @@ def _check_template(path: Location, record: Record) -> None:
         log.warning("%s is gone; resuming with the copy saved in %s", " and ".join(gone), path)
         return
     current = template_hash(load_config(record.template, record.sets, record.base_config))
-    if current != record.template_hash:
+    # against the record's settings as this version reads them (a setting added since the sweep
+    # started takes its default in both), not the hash the sweep wrote
+    if current != template_hash(record.config):
         what = " with its --base-config ".join(files)
         raise UserError(
             f"{what}: changed since the sweep started; Ray Tune cannot resume a "

@@ -117,7 +117,7 @@ def sweep(
 def _same_sweep(path: Location, template_path: Path, config: Config) -> Location:
     """`--resume-if-exists` on an existing experiment: it must be this same sweep."""
     found = read_record(path)
-    if found.kind != "sweep" or found.template_hash != template_hash(config):
+    if found.kind != "sweep" or template_hash(found.config) != template_hash(config):
         raise UserError(
             f"--name {path.name}: {path} holds another experiment (a different template, "
             f"--set or --base-config than {template_path.name}); choose another --name"
