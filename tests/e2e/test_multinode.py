@@ -101,14 +101,16 @@ def two_nodes():
 @pytest.mark.slow
 def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
     address, _ = two_nodes
-    template = write("grid.toml", grid(300, [0, 1, 2, 3]))
+    # 600 steps: a trial outlasts the worker node's first start of a Python worker (seconds on a
+    # busy machine), so the head alone cannot finish the sweep before the worker's slots are used
+    template = write("grid.toml", grid(600, [0, 1, 2, 3]))
     done = run(*sweep_args(template, gpus=4, address=address, storage=tmp_path, name="spread"))
     assert done.returncode == 0, done.stdout + done.stderr
     trials = status("spread", tmp_path)["trials"]
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     # every trial's results landed in the one storage folder
     assert all(Path(t["path"]).parent == tmp_path / "spread" for t in trials)
-    assert all(result_rows(Location.of(t["path"]))[-1]["step"] == 300 for t in trials)
+    assert all(result_rows(Location.of(t["path"]))[-1]["step"] == 600 for t in trials)
     spans = [
         (
             t["last"]["trial_start"],
@@ -117,7 +119,8 @@ def test_eight_trials_run_on_both_nodes_at_once(two_nodes, tmp_path, write):
         )
         for t in trials
     ]
-    assert len({node for *_, node in spans}) == 2
+    errors = [e.read_text()[-300:] for e in (tmp_path / "spread").glob("*/error.txt")]
+    assert len({node for *_, node in spans}) == 2, (sorted(spans), errors)
     assert any(
         a0 < b1 and b0 < a1 and na != nb for (a0, a1, na), (b0, b1, nb) in combinations(spans, 2)
     )
