@@ -6,6 +6,7 @@ on the machine and on whatever else runs on it.
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
@@ -177,6 +178,21 @@ def test_packing_smoke_test_runs_the_sweep_at_each_k_on_a_logical_gpu() -> None:
     for row in rows:  # trials/hour against K = 1's, as printed
         ratio = number(row[3]) / number(rows[0][3])
         assert number(row[4].rstrip("x")) == pytest.approx(ratio, abs=0.01)
+
+
+@pytest.mark.slow
+def test_deep_narrow_smoke_test_sizes_each_depth_to_the_budget_and_trains() -> None:
+    study = ROOT / "docs" / "deep_narrow.md"
+    before = study.read_text()
+    rows = table_rows(run_smoke_test("deep_narrow.py"))
+    assert study.read_text() == before  # a smoke test writes nothing
+    assert [(row[0], row[1]) for row in rows] == [("0.2M", "1"), ("0.2M", "2")]
+    widths = [int(row[2].split()[0]) for row in rows]
+    assert widths[0] > widths[1]  # at one budget the deeper model is the narrower
+    for _, _, _, params, loss, _, seeds, epochs in rows:
+        assert abs(number(params.rstrip("M")) * 1e6 / 2e5 - 1) <= 0.1
+        assert 0 < number(loss) < math.log(512) + 1  # near chance after 30 steps, finite
+        assert seeds == "1" and number(epochs) > 0
 
 
 @pytest.mark.slow
