@@ -14,7 +14,7 @@ from rich.table import Table
 
 from arbiter.config.budget import derived_keys
 from arbiter.config.estimate import estimate
-from arbiter.config.schema import Config
+from arbiter.config.schema import Config, SweepConfig
 from arbiter.config.space import Grid
 from arbiter.config.trials import Trial
 from arbiter.core.hardware import free_gpu_memory, visible_gpus
@@ -30,60 +30,18 @@ def print_dry_run(
     gpus: int | None,
     trials_per_gpu: int | str = 1,
 ) -> None:
+    """The heading, the table of trials and what was checked against this machine's GPUs."""
     assert template.sweep is not None
     sweep, out = template.sweep, console()
     devices = visible_gpus()
     limit = min((g.memory_bytes for g in devices), default=None)
-    per_gpu = "one per GPU" if trials_per_gpu == 1 else f"{trials_per_gpu} per GPU"
-    if gpus == 0:
-        concurrency = "one per CPU slot"
-    elif gpus and trials_per_gpu != "auto":
-        concurrency = f"{gpus * int(trials_per_gpu)} at a time, {per_gpu}"
-    else:
-        concurrency = per_gpu
-    out.print(
-        f"{path}: {len(trials)} trials, strategy {sweep.strategy}, scheduler {sweep.scheduler}, "
-        f"ranked by {sweep.metric} ({sweep.mode}), {concurrency}"
-    )
-    keys = list(sweep.space)
-    derived = derived_keys(sweep.budget) if sweep.budget else []
+    out.print(f"{path}: {len(trials)} trials, {_how_run(sweep, gpus, trials_per_gpu)}")
     if sweep.budget:
         out.print(
             f"Each trial sized to a budget of {si(round(sweep.budget.params))} parameters: "
             f"{sweep.budget.derive} derived (within {sweep.budget.tolerance:.0%})."
         )
-    table = Table(
-        "#",
-        *keys,
-        *derived,
-        "params",
-        *(["vs budget"] if sweep.budget else []),
-        "FLOPs/token",
-        "train memory",
-        "fits GPU",
-        box=None,
-        header_style="bold",
-    )
-    too_big = 0
-    largest = 0  # the largest trial's training memory, for the packing line
-    for trial in trials:
-        cost = estimate(trial.config)
-        largest = max(largest, cost.memory_bytes)
-        fits = "-" if limit is None else ("yes" if cost.memory_bytes <= limit else "NO")
-        too_big += fits == "NO"
-        values = [show(trial.overrides[k]) for k in keys]
-        sizes = [show(getattr(trial.config.model, k.split(".")[1])) for k in derived]
-        off = [f"{sweep.budget.deviation(cost.params):+.1%}"] if sweep.budget else []
-        table.add_row(
-            str(trial.index),
-            *values,
-            *sizes,
-            si(cost.params),
-            *off,
-            si(cost.flops_per_token),
-            gib(cost.memory_bytes),
-            fits,
-        )
+    table, largest, too_big = _cost_table(sweep, trials, limit)
     out.print(table)
     if any(
         not isinstance(axis, Grid) or sweep.strategy != "grid" for axis in sweep.axes().values()
@@ -105,6 +63,62 @@ def print_dry_run(
         out.print(_packing(largest, trials_per_gpu))
     if gpus and len(devices) and gpus > len(devices):
         out.print(f"Note: --gpus {gpus} asks for more GPUs than the {len(devices)} visible here.")
+
+
+def _how_run(sweep: SweepConfig, gpus: int | None, trials_per_gpu: int | str) -> str:
+    """The strategy, scheduler, ranking and how many trials run at once."""
+    per_gpu = "one per GPU" if trials_per_gpu == 1 else f"{trials_per_gpu} per GPU"
+    if gpus == 0:
+        concurrency = "one per CPU slot"
+    elif gpus and trials_per_gpu != "auto":
+        concurrency = f"{gpus * int(trials_per_gpu)} at a time, {per_gpu}"
+    else:
+        concurrency = per_gpu
+    return (
+        f"strategy {sweep.strategy}, scheduler {sweep.scheduler}, "
+        f"ranked by {sweep.metric} ({sweep.mode}), {concurrency}"
+    )
+
+
+def _cost_table(
+    sweep: SweepConfig, trials: list[Trial], limit: int | None
+) -> tuple[Table, int, int]:
+    """One row per trial; with the largest trial's training memory (for the packing line) and
+    how many trials do not fit `limit` bytes (the smallest GPU; None: no GPU to check)."""
+    keys = list(sweep.space)
+    derived = derived_keys(sweep.budget) if sweep.budget else []
+    table = Table(
+        "#",
+        *keys,
+        *derived,
+        "params",
+        *(["vs budget"] if sweep.budget else []),
+        "FLOPs/token",
+        "train memory",
+        "fits GPU",
+        box=None,
+        header_style="bold",
+    )
+    too_big = largest = 0
+    for trial in trials:
+        cost = estimate(trial.config)
+        largest = max(largest, cost.memory_bytes)
+        fits = "-" if limit is None else ("yes" if cost.memory_bytes <= limit else "NO")
+        too_big += fits == "NO"
+        values = [show(trial.overrides[k]) for k in keys]
+        sizes = [show(getattr(trial.config.model, k.split(".")[1])) for k in derived]
+        off = [f"{sweep.budget.deviation(cost.params):+.1%}"] if sweep.budget else []
+        table.add_row(
+            str(trial.index),
+            *values,
+            *sizes,
+            si(cost.params),
+            *off,
+            si(cost.flops_per_token),
+            gib(cost.memory_bytes),
+            fits,
+        )
+    return table, largest, too_big
 
 
 def _packing(largest: int, trials_per_gpu: int | str) -> str:
