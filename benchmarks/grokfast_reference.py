@@ -21,8 +21,18 @@ Both report the first evaluated step with validation accuracy >= 95% ("not by N"
 the accuracy at fixed steps. Goal: each arm within +-40% of the reference, or neither reaching
 95% within the budget.
 
+The reference draws its initial weights, split and batch order one of two ways:
+
+- `--seeding grokfast` (the default): as their code draws them, above. A seed is then a fresh
+  draw on each side, and what can agree is the spread over seeds.
+- `--seeding arbiter`: what `arbiter train` draws for `training.seed` (the template's model
+  built after the core's seeding, its weights copied into their decoder; its split; its
+  epochs' batches), trained by the same plain loop. The two then start from the same point on
+  the same batches, so seed by seed what differs is the loop alone.
+
     python benchmarks/grokfast_reference.py [--steps 3000] [--seed 0] [--arms ...]
-                                            [--whole-batches] [--smoke-test]
+                                            [--seeding grokfast|arbiter] [--whole-batches]
+                                            [--smoke-test]
 
 The two of an arm run at once, `--threads` torch threads each (1: the two cores of a small
 machine). Prints a markdown table and appends it to docs/reproductions.md (not with
@@ -47,6 +57,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from report import Started, publish
 
+from arbiter.config.loading import load_config
+from arbiter.core.data import ModularTask
+from arbiter.core.model import build_model
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "configs" / "sweep_templates" / "repro_grokfast.toml"
 REPRODUCTIONS = ROOT / "docs" / "reproductions.md"
@@ -60,6 +74,7 @@ ARMS = {  # name: (Grokfast filter, weight decay)
     "grokfast + weight decay": (True, 0.005),
 }
 MARKS = (500, 1000, 2000, 3000)
+SEEDINGS = ("grokfast", "arbiter")
 
 
 class ReferenceBlock(nn.Module):
@@ -95,6 +110,78 @@ class ReferenceDecoder(nn.Module):
         return self.head(self.ln_f(h))
 
 
+def arbiter_names(reference: ReferenceDecoder) -> dict[str, torch.Tensor]:
+    """Their decoder's tensors under the names of Arbiter's model on the template (Theos): views,
+    so that copying into one sets their weight. Their position table has a 5th, unused row."""
+    named = {
+        "tok_emb.weight": reference.tokens.weight,
+        "pos_emb.weight": reference.positions.weight[:4],
+        "norm.weight": reference.ln_f.weight,
+        "norm.bias": reference.ln_f.bias,
+        "lm_head.weight": reference.head.weight,
+    }
+    for i, block in enumerate(reference.blocks):
+        modules = {
+            "norm1": block.ln_1,
+            "norm2": block.ln_2,
+            "attn.proj": block.attn.out_proj,
+            "mlp.w1": block.mlp[0],
+            "mlp.w2": block.mlp[2],
+        }
+        for name, module in modules.items():
+            named[f"blocks.{i}.{name}.weight"] = module.weight
+            named[f"blocks.{i}.{name}.bias"] = module.bias
+        named[f"blocks.{i}.attn.qkv.weight"] = block.attn.in_proj_weight
+        named[f"blocks.{i}.attn.qkv.bias"] = block.attn.in_proj_bias
+    return named
+
+
+@dataclass
+class Draws:
+    """What a seed decides: the initial network, each epoch's batches and the validation half,
+    as columns [x, op, y, =, answer] (time first, as their code)."""
+
+    model: ReferenceDecoder
+    epochs: Iterator[list[torch.Tensor]]
+    val: torch.Tensor
+
+
+def grokfast_draws(seed: int, whole: bool = False) -> Draws:
+    """Their code's draws: the global generator seeded, the decoder, then the split."""
+    torch.manual_seed(seed)
+    model = ReferenceDecoder()
+    x, y = torch.cartesian_prod(torch.arange(P), torch.arange(1, P)).T
+    table = torch.stack([x, torch.full_like(x, P + 1), y, torch.full_like(x, P), x * y % P])
+    train_rows, val_rows = torch.randperm(table.shape[1]).split(table.shape[1] // 2)
+    return Draws(model, epochs(table[:, train_rows], whole), table[:, val_rows])
+
+
+def arbiter_draws(seed: int) -> Draws:
+    """`arbiter train`'s draws for `training.seed = seed`: the template's model as the core
+    builds it (after seeding the global generator), its weights copied into their decoder; the
+    task's split and its epochs' batches (Arbiter's token ids, which the copied embedding
+    reads as Arbiter's model would)."""
+    config = load_config(TEMPLATE, [f"training.seed={seed}"])
+    torch.manual_seed(seed)
+    ours = build_model(config).state_dict()
+    model = ReferenceDecoder()
+    with torch.no_grad():
+        for name, tensor in arbiter_names(model).items():
+            tensor.copy_(ours[name])
+    task = ModularTask(config)
+    per_epoch = math.ceil(len(task.train_indices) / BATCH)  # the template's epoch_batches
+
+    def columns(ids: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        return torch.cat([ids, answers], dim=1).T
+
+    def batches() -> Iterator[list[torch.Tensor]]:
+        while True:
+            yield [columns(*task.train_batch()) for _ in range(per_epoch)]
+
+    val = task.val_indices
+    return Draws(model, batches(), columns(task.x[val], task.y[val]))
+
+
 def epochs(train: torch.Tensor, whole: bool) -> Iterator[list[torch.Tensor]]:
     """Each epoch's batches: their `torch.split` of a fresh permutation (9 of 512, then 48);
     with `whole`, batches of exactly 512 drawn on from one permutation into the next (Arbiter's
@@ -118,16 +205,9 @@ def epochs(train: torch.Tensor, whole: bool) -> Iterator[list[torch.Tensor]]:
         yield batches
 
 
-def reference(
-    grokfast: bool, weight_decay: float, steps: int, seed: int, whole: bool = False
-) -> dict[int, float]:
-    """Validation accuracy after every epoch of their recipe, by optimizer step."""
-    torch.manual_seed(seed)
-    model = ReferenceDecoder()
-    x, y = torch.cartesian_prod(torch.arange(P), torch.arange(1, P)).T
-    table = torch.stack([x, torch.full_like(x, P + 1), y, torch.full_like(x, P), x * y % P])
-    train_rows, val_rows = torch.randperm(table.shape[1]).split(table.shape[1] // 2)
-    train, val = table[:, train_rows], table[:, val_rows]
+def reference(draws: Draws, grokfast: bool, weight_decay: float, steps: int) -> dict[int, float]:
+    """Validation accuracy after every epoch of their loop from `draws`, by optimizer step."""
+    model, val = draws.model, draws.val
     optimizer = torch.optim.Adam(
         model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=weight_decay
     )
@@ -135,7 +215,7 @@ def reference(
     average: dict[str, torch.Tensor] = {}
     accuracy: dict[int, float] = {}
     step = 0
-    for batches in epochs(train, whole):
+    for batches in draws.epochs:
         if step >= steps:
             break
         model.train()
@@ -224,8 +304,16 @@ def main() -> None:
         action="store_true",
         help="the reference without their smaller last batch of each epoch (512 every step)",
     )
+    parser.add_argument(
+        "--seeding",
+        choices=SEEDINGS,
+        default="grokfast",
+        help="the reference's initial weights, split and batches: as their code or as Arbiter",
+    )
     parser.add_argument("--smoke-test", action="store_true", help="30 steps, two arms")
     args = parser.parse_args()
+    if args.seeding == "arbiter" and args.whole_batches:
+        parser.error("--whole-batches is their draws' option; --seeding arbiter takes Arbiter's")
     torch.set_num_threads(args.threads)
     steps = 30 if args.smoke_test else args.steps
     names = ["baseline", "grokfast + weight decay"] if args.smoke_test else args.arms
@@ -237,7 +325,12 @@ def main() -> None:
             out = Path(tmp)
             run = start_arbiter(grokfast, decay, steps, args.seed, out, args.threads)
             try:
-                theirs = reference(grokfast, decay, steps, args.seed, args.whole_batches)
+                draws = (
+                    arbiter_draws(args.seed)
+                    if args.seeding == "arbiter"
+                    else grokfast_draws(args.seed, args.whole_batches)
+                )
+                theirs = reference(draws, grokfast, decay, steps)
             except BaseException:
                 run.kill()
                 raise
@@ -257,6 +350,8 @@ def main() -> None:
             f"{arm.verdict(steps)} | {cells} |"
         )
     whole = "the reference in whole batches of 512 (none smaller); " if args.whole_batches else ""
+    if args.seeding == "arbiter":
+        whole = "the reference from Arbiter's draws (weights, split, batches) for the seed; "
     publish(
         started,
         "Grokfast arm by arm: their recipe in a plain loop beside arbiter train",

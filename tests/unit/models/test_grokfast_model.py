@@ -1,8 +1,9 @@
 """`repro_grokfast.toml`'s model is Grokfast's network exactly: with the weights of their decoder
 (as `benchmarks/grokfast_reference.py` writes it after their main.py: nn.LayerNorm,
 nn.MultiheadAttention, the block that normalises the residual stream itself) Theos computes the
-same logits; its initial weights are drawn from the same distributions, layer by layer; and
-their optimizer's decay reaches every tensor."""
+same logits; its initial weights are drawn from the same distributions, layer by layer; their
+optimizer's decay reaches every tensor; and the reference seeded as Arbiter starts where the
+core starts."""
 
 from __future__ import annotations
 
@@ -13,39 +14,14 @@ import torch
 from helpers import ROOT
 
 from arbiter.config.loading import load_config
+from arbiter.core.loop import _build
 from arbiter.core.model import build_model
 from arbiter.core.optim import param_groups
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from grokfast_reference import ReferenceDecoder  # noqa: E402
+from grokfast_reference import ReferenceDecoder, arbiter_draws, arbiter_names  # noqa: E402
 
 TEMPLATE = ROOT / "configs" / "sweep_templates" / "repro_grokfast.toml"
-
-
-def theirs_to_ours(reference: ReferenceDecoder) -> dict[str, torch.Tensor]:
-    """Their decoder's weights under Theos' names (their position table has a 5th, unused row)."""
-    mapped = {
-        "tok_emb.weight": reference.tokens.weight,
-        "pos_emb.weight": reference.positions.weight[:4],
-        "norm.weight": reference.ln_f.weight,
-        "norm.bias": reference.ln_f.bias,
-        "lm_head.weight": reference.head.weight,
-    }
-    for i, block in enumerate(reference.blocks):
-        ours = f"blocks.{i}."
-        pairs = {
-            "norm1": block.ln_1,
-            "norm2": block.ln_2,
-            "attn.proj": block.attn.out_proj,
-            "mlp.w1": block.mlp[0],
-            "mlp.w2": block.mlp[2],
-        }
-        for name, module in pairs.items():
-            mapped[f"{ours}{name}.weight"] = module.weight
-            mapped[f"{ours}{name}.bias"] = module.bias
-        mapped[f"{ours}attn.qkv.weight"] = block.attn.in_proj_weight
-        mapped[f"{ours}attn.qkv.bias"] = block.attn.in_proj_bias
-    return mapped
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +35,7 @@ def models():
 
 def test_with_their_weights_theos_computes_their_logits(models):
     _, ours, reference = models
-    mapped = theirs_to_ours(reference)
+    mapped = arbiter_names(reference)
     assert set(mapped) == set(ours.state_dict())  # every tensor, nothing more
     twin = build_model(load_config(TEMPLATE))
     twin.load_state_dict({k: v.detach().clone() for k, v in mapped.items()})
@@ -72,7 +48,7 @@ def test_with_their_weights_theos_computes_their_logits(models):
 
 def test_the_initial_weights_are_drawn_as_theirs_layer_by_layer(models):
     _, ours, reference = models
-    mapped = theirs_to_ours(reference)
+    mapped = arbiter_names(reference)
     for name, weight in mapped.items():
         mine, theirs = ours.state_dict()[name], weight.detach()
         assert mine.shape == theirs.shape, name
@@ -90,3 +66,22 @@ def test_their_optimizer_decays_every_tensor(models):
     config, ours, reference = models
     decayed, kept = param_groups(ours, 0.005, False, config.training.decay_all)
     assert kept["params"] == [] and len(decayed["params"]) == len(list(reference.parameters()))
+
+
+def test_seeded_as_arbiter_the_reference_starts_from_the_cores_weights_and_batches():
+    config = load_config(TEMPLATE, ["training.seed=3"])
+    core = _build(config, None)  # the core's build phase: seeding, model, data, in its order
+    draws = arbiter_draws(3)
+    for epoch in range(2):  # the second epoch begins on a new permutation
+        batches = next(draws.epochs)
+        assert [b.shape[1] for b in batches] == [512] * 9 + [48]
+        for batch in batches:
+            ids, answers = core.task.train_batch()
+            assert torch.equal(batch, torch.cat([ids, answers], dim=1).T), epoch
+    chunks = core.task.eval_splits()["val"]
+    core_val = torch.cat([torch.cat([ids, answers], dim=1) for ids, answers in chunks]).T
+    assert torch.equal(draws.val, core_val)
+    with torch.no_grad():
+        expected = core.model(core_val[:-1, :256].T)[:, -1]
+        got = draws.model(draws.val[:-1, :256])[-1]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
