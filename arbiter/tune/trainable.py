@@ -67,12 +67,7 @@ def run_trial(
     config = trial_config(base, overrides, budget)  # InvalidTrial fails the trial with a clear line
     config.logging.enable_tensorboard = False  # Tune's own TensorBoard logger writes the trial's
     torch.set_num_threads(cpus)  # trials share the machine: one thread per reserved CPU
-    placement = {
-        "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
-        "node": ray.util.get_node_ip_address(),
-        "node_id": ray.get_runtime_context().get_node_id(),  # several nodes may share an IP
-        "trial_start": time.time(),  # wall clock, to tell which trials ran at the same time
-    }
+    placement = _placement()
 
     warnings = _Collected(logging.WARNING)
 
@@ -91,25 +86,36 @@ def run_trial(
     workdir = Path(tempfile.mkdtemp(prefix=f"{tune.get_context().get_trial_id()}-", dir=root))
     logging.getLogger("arbiter").addHandler(warnings)
     try:
-        checkpoint = tune.get_checkpoint()
         start = (starts or {}).get(point_key(overrides))
-        if checkpoint is None and start is None:
-            train(config, workdir, reporter=report)
-        elif checkpoint is None:  # the parent experiment's trial of this point goes on
-            parent = Location.of(start)
-            resume = _restore(parent.fs, parent.path, workdir)
-            train(config, workdir, reporter=report, resume_from=resume)
-        elif isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
-            with checkpoint.as_directory() as folder:
-                # a corrupt checkpoint falls back to an older one; none valid: from step 0
-                resume = usable_checkpoint(Path(folder))
-                train(config, workdir, reporter=report, resume_from=resume)
-        else:
-            resume = _restore(checkpoint.filesystem, checkpoint.path, workdir)
-            train(config, workdir, reporter=report, resume_from=resume)
+        resume = _resume_point(tune.get_checkpoint(), start, workdir)
+        train(config, workdir, reporter=report, resume_from=resume)
     finally:
         logging.getLogger("arbiter").removeHandler(warnings)  # the worker may run another trial
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _placement() -> dict[str, Any]:
+    """Where this trial runs, reported with every row."""
+    return {
+        "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
+        "node": ray.util.get_node_ip_address(),
+        "node_id": ray.get_runtime_context().get_node_id(),  # several nodes may share an IP
+        "trial_start": time.time(),  # wall clock, to tell which trials ran at the same time
+    }
+
+
+def _resume_point(
+    checkpoint: tune.Checkpoint | None, start: str | None, workdir: Path
+) -> tuple[Path, dict[str, Any]] | None:
+    """What the trial continues from: its own newest checkpoint, else the parent experiment's
+    trial of this point (`start`), else nothing (step 0). A corrupt checkpoint falls back to an
+    older one (`_restore`); none valid means step 0."""
+    if checkpoint is not None:
+        return _restore(checkpoint.filesystem, checkpoint.path, workdir)
+    if start is not None:
+        parent = Location.of(start)
+        return _restore(parent.fs, parent.path, workdir)
+    return None
 
 
 def _restore(fs: pafs.FileSystem, path: str, workdir: Path) -> tuple[Path, dict[str, Any]] | None:
