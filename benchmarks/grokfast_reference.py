@@ -169,7 +169,8 @@ def arbiter_draws(seed: int) -> Draws:
         for name, tensor in arbiter_names(model).items():
             tensor.copy_(ours[name])
     task = ModularTask(config)
-    per_epoch = math.ceil(len(task.train_indices) / BATCH)  # the template's epoch_batches
+    # the template's epoch_batches: each epoch's last batch is the smaller one
+    per_epoch = math.ceil(len(task.train_indices) / config.training.batch_size)
 
     def columns(ids: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         return torch.cat([ids, answers], dim=1).T
@@ -349,14 +350,17 @@ def main() -> None:
             f"| {arm.name} | {ref or f'not by {steps}'} | {ours or f'not by {steps}'} | "
             f"{arm.verdict(steps)} | {cells} |"
         )
-    whole = "the reference in whole batches of 512 (none smaller); " if args.whole_batches else ""
     if args.seeding == "arbiter":
-        whole = "the reference from Arbiter's draws (weights, split, batches) for the seed; "
+        draws_note = "the reference from Arbiter's draws (weights, split, batches) for the seed; "
+    elif args.whole_batches:
+        draws_note = "the reference in whole batches of 512 (none smaller); "
+    else:
+        draws_note = ""
     publish(
         started,
         "Grokfast arm by arm: their recipe in a plain loop beside arbiter train",
         f"x * y mod 97 (y from 1), half the table, seed {args.seed}, {steps} steps per run; "
-        f"{whole}Grokfast-EMA alpha 0.98, lamb 2.0; weight decay 0.005 where named. First "
+        f"{draws_note}Grokfast-EMA alpha 0.98, lamb 2.0; weight decay 0.005 where named. First "
         "evaluation (every 10 steps) at >= 95% validation accuracy; agree = within +-40% of the "
         "reference, or neither by the budget.\n\n" + "\n".join(table),
         write=not args.smoke_test,
