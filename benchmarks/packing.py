@@ -7,8 +7,9 @@ with that GPU and 16 CPUs, so K trials share the GPU at a time; trials per hour 
 sweep's makespan. GPU utilisation (mean) and memory (peak) are sampled from `nvidia-smi` every
 second. `--mps` repeats every K with CUDA MPS running (the processes then share the GPU's
 compute instead of taking turns), where `nvidia-cuda-mps-control` exists. `--set K=V` changes
-the model for every sweep (grokking_regime.toml's: `--set model.dim=128 --set model.n_layers=2
---set model.n_heads=4 --set model.mlp_dim=512`).
+the model for every sweep (grokking_regime.toml's network: `--set model.preset=power`, and the
+keys this template sets itself, which win over a preset's: `--set model.dim=128 --set
+model.n_layers=2 --set model.mlp=relu --set model.mlp_dim=512`).
 
 Without a GPU it runs the smoke version on a logical GPU (`ray start --num-gpus 1`, the trials
 train on the CPU): that checks the packing runs, not its speed; the table says the figure needs
@@ -16,7 +17,7 @@ a GPU.
 Prints a markdown table and appends it to docs/benchmarks.md (on a GPU only).
 
     python benchmarks/packing.py [--steps 2000] [--k 1 2 4 8 16] [--mps] [--set K=V ...]
-    python benchmarks/packing.py --smoke-test   # K = 1, 2 and 4, 30 steps; writes nothing
+    python benchmarks/packing.py --smoke-test   # K = 1, 2, 4: 8 trials of 30 steps; writes nothing
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from report import Started, publish
 from sweep_overhead import makespan, start_cluster
 
 TRIALS = 16
+SMOKE_TRIALS = 8  # enough for two rounds at the smoke test's largest K (4)
 # The quickstart's model and training, without its stop rule (every trial runs every step).
 TEMPLATE = """
 [model]
@@ -114,11 +116,18 @@ def mps(start: bool, env: dict[str, str]) -> bool:
 
 
 def measure(
-    ks: list[int], template: Path, sets: list[str], work: Path, env: dict[str, str], label: str
+    ks: list[int],
+    trials: int,
+    template: Path,
+    sets: list[str],
+    work: Path,
+    env: dict[str, str],
+    label: str,
 ):
-    """One cluster, one sweep per K: rows (mode, K, makespan, trials/hour, util, memory)."""
+    """One cluster of `trials` CPUs, one sweep of `trials` trials per K: rows (mode, K,
+    makespan, trials/hour, util, memory)."""
     gpus = 1
-    head, address = start_cluster(TRIALS, env, gpus)
+    head, address = start_cluster(trials, env, gpus)
     rows = []
     try:
         for k in ks:
@@ -133,7 +142,7 @@ def measure(
                     env,
                 )
             util, memory = sampler.summary()
-            rows.append((label, k, span, TRIALS / span * 3600, util, memory))
+            rows.append((label, k, span, trials / span * 3600, util, memory))
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait()
@@ -146,23 +155,24 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--set", action="append", default=[], metavar="K=V", help="model change")
     parser.add_argument("--mps", action="store_true", help="also with CUDA MPS")
-    parser.add_argument("--smoke-test", action="store_true", help="K = 1, 2, 4; 30 steps")
+    parser.add_argument("--smoke-test", action="store_true", help="K = 1, 2, 4; 8 x 30 steps")
     args = parser.parse_args()
     on_gpu = torch.cuda.is_available()
     smoke = args.smoke_test or not on_gpu  # without a GPU the speed means nothing: the smoke run
     steps = 30 if smoke else args.steps
     ks = [1, 2, 4] if smoke else args.k
+    trials = SMOKE_TRIALS if smoke else TRIALS
     started = Started()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         template = work / "packing.toml"
-        seeds = list(range(TRIALS))
+        seeds = list(range(trials))
         template.write_text(TEMPLATE.format(steps=steps, seeds=seeds))
-        rows = measure(ks, template, args.set, work, env, "plain")
+        rows = measure(ks, trials, template, args.set, work, env, "plain")
         if args.mps and on_gpu and mps(True, env):
             try:
-                rows += measure(ks, template, args.set, work, env, "MPS")
+                rows += measure(ks, trials, template, args.set, work, env, "MPS")
             finally:
                 mps(False, env)
     base_rate = {label: rate for label, k, _, rate, *_ in rows if k == ks[0]}
@@ -181,9 +191,9 @@ def main() -> None:
     publish(
         started,
         "packing, trials per hour at K trials per GPU",
-        f"{TRIALS} trials of the quickstart's model{''.join(' ' + s for s in args.set)}, "
+        f"{trials} trials of the quickstart's model{''.join(' ' + s for s in args.set)}, "
         f"{steps} steps each, on one GPU ({device}) "
-        f"of a `ray start` cluster with {TRIALS} CPUs.{note} Goal on an H100: K = 8 at least "
+        f"of a `ray start` cluster with {trials} CPUs.{note} Goal on an H100: K = 8 at least "
         f"8x the trials/hour of K = 1 for quickstart-sized models.\n\n" + "\n".join(table),
         write=on_gpu and not args.smoke_test,
     )
