@@ -8,9 +8,9 @@ from typing import Any, Literal, get_args
 Activation = Literal["swiglu", "gelu", "relu"]
 MLPActivation = Literal["relu", "gelu"]  # the one-hot MLP's hidden layers are not gated
 Norm = Literal["rmsnorm", "layernorm", "none"]
-BlockKind = Literal["pre_norm", "norm_stream"]
-Positions = Literal["rope", "learned"]
-Init = Literal["gpt2", "nanda", "torch"]
+BlockKind = Literal["pre_norm", "norm_stream", "post_norm"]
+Positions = Literal["rope", "learned", "sinusoidal"]
+Init = Literal["gpt2", "nanda", "torch", "torch_linear"]
 
 
 def check_choices(config: Any, **kinds: Any) -> None:

@@ -8,7 +8,9 @@ biases. The grokking literature's original model (Nanda et al. 2023: no norms, l
 positions, ReLU MLP with biases, its own initialisation) is the same network with
 `norm="none"`, `positions="learned"`, `mlp="relu"`, `mlp_bias=True`, `init="nanda"`; Grokfast's
 (Lee et al. 2024) is `norm="layernorm"`, `block="norm_stream"`, `positions="learned"`,
-`mlp="gelu"`, `mlp_bias=True`, `attn_bias=True`, `init="torch"`.
+`mlp="gelu"`, `mlp_bias=True`, `attn_bias=True`, `init="torch"`; Power et al.'s (2022, the
+first grokking paper) is `norm="layernorm"`, `block="post_norm"`, `positions="sinusoidal"`,
+`mlp="relu"`, `init="torch_linear"`.
 Attention kernels live in attention.py.
 
 Shape names: B batch, T time (sequence length), C channels (dim), H heads,
@@ -44,13 +46,17 @@ class TheosConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     norm: Norm = "rmsnorm"  # "none": no normalisation layers at all
-    positions: Positions = "rope"  # "learned": a position table added to the embedding
+    # "learned": a position table added to the embedding; "sinusoidal": the fixed table of
+    # Vaswani et al., added likewise
+    positions: Positions = "rope"
     dropout: float = 0.0
     flash_attention: bool = False  # allow flash-attn when it is usable
     mlp_bias: bool = False  # biases in the MLP's linear layers (Nanda et al.'s model has them)
     attn_bias: bool = False  # biases in attention's q, k, v and output projections
     # "pre_norm": x + attn(norm1(x)); "norm_stream": x = norm1(x), then x + attn(x), so the
-    # residual stream itself is normalised at every block (Grokfast's code)
+    # residual stream itself is normalised at every block (Grokfast's code); "post_norm":
+    # norm1(x + attn(x)), then norm2(x + mlp(x)), with no final norm (the original Transformer,
+    # and Power et al.'s code)
     block: BlockKind = "pre_norm"
     init: Init = "gpt2"  # see Theos._init_weights
 
@@ -73,6 +79,19 @@ def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor
     freqs = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)
     return angles.cos(), angles.sin()
+
+
+def sinusoidal_table(seq_len: int, dim: int) -> torch.Tensor:
+    """Vaswani et al.'s fixed position table (T, C): channel 2i is sin(pos / 10000^(2i/C)),
+    channel 2i + 1 the cos of the same angle."""
+    angles = torch.outer(
+        torch.arange(seq_len, dtype=torch.float64),
+        10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim),
+    )
+    table = torch.zeros(seq_len, dim, dtype=torch.float64)
+    table[:, 0::2] = angles.sin()
+    table[:, 1::2] = angles.cos()[:, : dim // 2]
+    return table.float()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -149,7 +168,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
-        self.norm_stream = config.block == "norm_stream"
+        self.kind = config.block
 
     def forward(
         self,
@@ -159,7 +178,11 @@ class Block(nn.Module):
         kernel: str,
         last_only: bool = False,
     ) -> torch.Tensor:
-        if self.norm_stream:
+        if self.kind == "post_norm":  # each branch reads the stream; each sum is normalised
+            attended = self.attn(x, cos, sin, kernel, last_only)
+            x = self.norm1((x[:, -1:] if last_only else x) + attended)
+            return self.norm2(x + self.mlp(x))
+        if self.kind == "norm_stream":
             x = self.norm1(x)  # the stream itself: what the branch reads is what it adds to
             attended = self.attn(x, cos, sin, kernel, last_only)
         else:
@@ -176,13 +199,17 @@ class Theos(nn.Module):
         self.tok_emb = nn.Embedding(config.vocab_size, config.dim)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = make_norm(config)
+        # post_norm blocks end in a norm of their own: the output layer reads the last one's
+        self.norm = nn.Identity() if config.block == "post_norm" else make_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         self.pos_emb = None
         if config.positions == "learned":
             self.pos_emb = nn.Embedding(config.seq_len, config.dim)
+        elif config.positions == "sinusoidal":  # a function of the config: not saved
+            table = sinusoidal_table(config.seq_len, config.dim)
+            self.register_buffer("pos_table", table, persistent=False)
         else:
             # Not persistent: a function of the config, so checkpoints need not carry them.
             cos, sin = rope_tables(config.seq_len, config.dim // config.n_heads, config.rope_theta)
@@ -199,8 +226,11 @@ class Theos(nn.Module):
         1/sqrt(dim), the output layer 1/sqrt(vocab) (Nanda et al.'s code); torch: the layers'
         own defaults (Embedding N(0, 1), Linear uniform in +-1/sqrt(fan_in), biases too), the
         attention as nn.MultiheadAttention initialises itself (q, k, v Xavier-uniform as one
-        matrix, its biases zero)."""
+        matrix, its biases zero); torch_linear: every layer's own default, q, k and v too (as
+        nn.Linear layers of their own, uniform in +-1/sqrt(dim): Power et al.'s code)."""
         init = self.config.init
+        if init == "torch_linear":  # q, k and v as nn.Linear layers keep nn.Linear's own
+            return
         if init == "torch":
             for block in self.blocks:
                 nn.init.xavier_uniform_(block.attn.qkv.weight)
@@ -262,13 +292,14 @@ class Theos(nn.Module):
         # Decided per call (it is cheap) so that .to(device) and autocast are honoured.
         kernel = self._pick_kernel(w.device)
         self._last_kernel = ((w.device, w.dtype), kernel)
-        cos = sin = None  # learned positions: q and k are not rotated
-        if self.pos_emb is None:
-            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-
+        cos = sin = None  # positions added to the embedding: q and k are not rotated
         x = self.tok_emb(idx)  # (B, T, C)
-        if self.pos_emb is not None:
+        if self.config.positions == "rope":
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        elif self.pos_emb is not None:
             x = x + self.pos_emb.weight[:T]
+        else:
+            x = x + self.pos_table[:T]
         x = self.drop(x)
         last_block = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

@@ -35,8 +35,8 @@ def estimate(config: Config) -> Estimate:
 
 def parameter_count(config: Config) -> int:
     """Exact: embedding, per layer attention (4 d^2, and its biases), MLP (2 or 3 d h, and its
-    biases) and two norms, norm, head, and a learned position table; for the one-hot MLP its
-    matrices and hidden biases."""
+    biases) and two norms, the final norm (none after post_norm blocks), head, and a learned
+    position table; for the one-hot MLP its matrices and hidden biases."""
     m = config.model
     if m.arch == "mlp":
         biases = m.n_layers * m.dim if m.mlp_bias else 0
@@ -44,7 +44,8 @@ def parameter_count(config: Config) -> int:
     d, vocab = m.dim, config.vocab_size()
     mlp_matrices = 3 if m.mlp == "swiglu" else 2
     per_norm = {"none": 0, "rmsnorm": d, "layernorm": 2 * d}[m.norm]  # gains, and biases
-    norms = (2 * m.n_layers + 1) * per_norm
+    final_norm = 0 if m.block == "post_norm" else 1
+    norms = (2 * m.n_layers + final_norm) * per_norm
     head = 0 if m.tie_embeddings else vocab * d
     positions = config.seq_len() * d if m.positions == "learned" else 0
     # one bias per hidden unit of each input matrix, and one per channel of the output matrix

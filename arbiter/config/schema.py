@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from arbiter.config.presets import MODEL_PRESETS
 from arbiter.config.space import Axis, expand, parse_space
 from arbiter.errors import KeyProblem
 
@@ -65,6 +66,11 @@ class ModelConfig(Section):
 
     name: str = "theos"
     """A label for the architecture, shown in reports."""
+    preset: Literal[tuple(MODEL_PRESETS)] | None = None  # type: ignore[valid-type]
+    """A reference codebase's network: power (Power et al. 2022), grokfast (Lee et al. 2024) or
+    nanda (Nanda et al. 2023). It gives every key that shapes that network
+    (`arbiter/config/presets.py`, docs/grokking.md); a key set beside it (in any file of the
+    `extends` chain, by --set, or by a sweep axis) wins."""
     arch: Literal["transformer", "mlp"] = "transformer"
     """transformer: the decoder-only "theos" transformer. mlp: a multilayer perceptron on the
     operands a and b, each one-hot over the p residues, concatenated, with a logit per residue,
@@ -89,15 +95,19 @@ class ModelConfig(Section):
     """MLP hidden width; 0: 4*dim for gelu and relu, 8*dim/3 rounded up to a multiple of 64 for
     swiglu."""
     norm: Literal["rmsnorm", "layernorm", "none"] = "rmsnorm"
-    """RMSNorm (or LayerNorm, with its bias) before each attention and MLP and before the output
-    layer, or none at all (the original grokking transformer of Nanda et al. 2023 has none)."""
-    block: Literal["pre_norm", "norm_stream"] = "pre_norm"
+    """RMSNorm (or LayerNorm, with its bias) at each attention and MLP (where: `block`) and
+    before the output layer, or none at all (the original grokking transformer of Nanda et al.
+    2023 has none)."""
+    block: Literal["pre_norm", "norm_stream", "post_norm"] = "pre_norm"
     """pre_norm: x + attn(norm1(x)), then x + mlp(norm2(x)). norm_stream: the first norm
     normalises the residual stream itself, x = norm1(x), then x + attn(x) and x + mlp(norm2(x)),
-    as the blocks of Grokfast's code (Lee et al. 2024) do."""
-    positions: Literal["rope", "learned"] = "rope"
+    as the blocks of Grokfast's code (Lee et al. 2024) do. post_norm: x = norm1(x + attn(x)),
+    then norm2(x + mlp(x)), and no norm before the output layer (the original Transformer's,
+    and Power et al. 2022's code)."""
+    positions: Literal["rope", "learned", "sinusoidal"] = "rope"
     """Rotary position embeddings, or a learned position table added to the token embedding
-    (as the original grokking transformers)."""
+    (as the original grokking transformers), or the fixed sin/cos table of Vaswani et al. added
+    likewise (Power et al. 2022's)."""
     tie_embeddings: bool = False
     """Share the token embedding with the output projection."""
     flash_attention: bool = False
@@ -114,19 +124,36 @@ class ModelConfig(Section):
     has them."""
     attn_bias: bool = False
     """Biases in attention's q, k, v and output projections (nn.MultiheadAttention has them, as
-    Grokfast's model); they start at zero. The output layer never has one."""
-    init: Literal["gpt2", "nanda", "torch"] = "gpt2"
+    Grokfast's model); they start at zero (with init = "torch_linear", as nn.Linear's). The
+    output layer never has one."""
+    init: Literal["gpt2", "nanda", "torch", "torch_linear"] = "gpt2"
     """Initial weights. gpt2: every matrix N(0, 0.02^2), the attention and MLP output
     projections 1/sqrt(2 n_layers) smaller (so the residual stream's variance does not grow with
     depth). nanda: every matrix with std 1/sqrt(dim), the output layer 1/sqrt(vocab_size), as
     in Nanda et al. 2023's code. torch: PyTorch's own defaults (embeddings N(0, 1), linear
     weights and biases uniform in +-1/sqrt(fan_in), attention as nn.MultiheadAttention: q, k, v
     Xavier-uniform, its biases zero), as in code that leaves them alone, such as Grokfast's.
-    MLP biases start at zero except with torch."""
+    torch_linear: the same, but q, k and v as nn.Linear layers keep nn.Linear's own (uniform in
+    +-1/sqrt(dim)), as Power et al.'s per-head projections. MLP biases start at zero except
+    with torch and torch_linear."""
     init_scale: float = Field(1.0, gt=0.0)
     """Multiplies every weight matrix (embeddings included, norm gains and biases not) after
     `init`. Omnigrok (Liu et al., 2023) ties the grokking delay to the initial weight norm: a
     larger scale lengthens the memorization plateau, a smaller one shortens it."""
+
+    # The keys the preset filled in: a run's settings leave them out (`Config.run_settings`),
+    # so that a trial whose sweep axis names another preset takes all of that preset's keys.
+    _preset_keys: tuple[str, ...] = PrivateAttr(())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _preset(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> ModelConfig:
+        if not isinstance(data, dict) or data.get("preset") not in MODEL_PRESETS:
+            return handler(data)  # an unknown preset fails as any value outside its Literal
+        filled = {k: v for k, v in MODEL_PRESETS[data["preset"]].items() if k not in data}
+        model = handler({**data, **filled})
+        model._preset_keys = tuple(filled)
+        return model
 
     @model_validator(mode="after")
     def _mlp_activation(self) -> ModelConfig:
@@ -720,8 +747,12 @@ class Config(Section):
         return self.data.seq_len() or self.training.seq_len  # type: ignore[return-value]
 
     def run_settings(self) -> dict[str, Any]:
-        """The run's settings as plain data, without `[sweep]`: the base every trial overrides."""
-        return self.model_dump(mode="json", exclude={"sweep"})
+        """The run's settings as plain data, without `[sweep]` and the keys `model.preset`
+        filled in (validating them fills them again): the base every trial overrides."""
+        settings = self.model_dump(mode="json", exclude={"sweep"})
+        for key in self.model._preset_keys:
+            del settings["model"][key]
+        return settings
 
 
 def check_sweepable(dotted: str) -> None:

@@ -55,8 +55,11 @@ class Record:
 
 
 def template_hash(config: Config) -> str:
-    """A hash of the resolved template: equal when every setting is equal."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """A hash of the resolved template: equal when every setting is equal. `model.preset` is
+    left out: it only supplies settings, which are in the hash themselves."""
+    settings = config.model_dump(mode="json")
+    del settings["model"]["preset"]
+    text = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

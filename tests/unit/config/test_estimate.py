@@ -46,6 +46,7 @@ from arbiter.core.model import build_model
             "positions": "learned",
             "init": "torch",
         },
+        {"preset": "power", "dim": 32},  # post_norm blocks: no final norm; a fixed position table
         {"arch": "mlp", "dim": 40, "n_layers": 2, "mlp": "relu"},
         {"arch": "mlp", "dim": 24, "n_layers": 3, "mlp": "gelu", "mlp_bias": True},
     ],
