@@ -148,9 +148,10 @@ class ModelConfig(Section):
     @model_validator(mode="wrap")
     @classmethod
     def _preset(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> ModelConfig:
-        if not isinstance(data, dict) or data.get("preset") not in MODEL_PRESETS:
+        preset = data.get("preset") if isinstance(data, dict) else None
+        if not isinstance(preset, str) or preset not in MODEL_PRESETS:
             return handler(data)  # an unknown preset fails as any value outside its Literal
-        filled = {k: v for k, v in MODEL_PRESETS[data["preset"]].items() if k not in data}
+        filled = {k: v for k, v in MODEL_PRESETS[preset].items() if k not in data}
         model = handler({**data, **filled})
         model._preset_keys = tuple(filled)
         return model

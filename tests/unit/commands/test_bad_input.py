@@ -93,6 +93,8 @@ CASES = [
          files={T: "[model]\nflash_attention = 'maybe'\n"}),
     case("unknown-preset", ["train", "--config", T], "t.toml: model.preset",
          "'power', 'grokfast' or 'nanda'", "'gpt2'", files={T: "[model]\npreset = 'gpt2'\n"}),
+    case("preset-a-table", ["validate", T], "t.toml: model.preset", "'power', 'grokfast' or",
+         files={T: "[model]\npreset = { name = 'power' }\n"}),
     case("unknown-preset-in-a-sweep", ["sweep", "--template", T, "--gpus", "0"],
          "sweep.space", "model.preset", "'nanda'", "'power2'",
          files={T: space('"model.preset" = ["nanda", "power2"]')}),
