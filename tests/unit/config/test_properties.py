@@ -280,6 +280,8 @@ def wrong_values(key: tuple[str, ...], annotation: Any) -> st.SearchStrategy:
     if key == ("training", "betas"):
         return st.one_of(tables, NONSENSE, st.lists(NONSENSE, min_size=2, max_size=2))
     lists = st.lists(st.integers(), max_size=2)
+    if typing.get_origin(annotation) is list:  # an empty list is a right value: give wrong items
+        lists = st.lists(st.integers(), min_size=1, max_size=2)
     if annotation in (str, str | None):
         return st.one_of(tables, lists)
     return st.one_of(tables, lists, NONSENSE)
@@ -310,6 +312,8 @@ def wrongly_typed(draw: st.DrawFn) -> tuple[tuple[str, ...], dict[str, Any]]:
 @PROPERTY
 @given(case=wrongly_typed())
 @example(case=(("training", "steps"), {"training": {"steps": "zzmany"}}))
+@example(case=(("notify", "on"), {"notify": {"on": [0]}}))
+@example(case=(("model", "preset"), {"model": {"preset": {"zza": 0}}}))
 def test_wrongly_typed_values_name_their_key(cli, tmp_path, case):
     key, data = case
     path = tmp_path / "t.toml"
