@@ -1,6 +1,7 @@
 """Plain helpers the test modules import (`from helpers import ...`): the repository root, a tiny
 run's TOML and `Config`, hand-made report trials, markdown table rows, the command line in a
-subprocess, and a bucket on the test S3 server (`S3`). No fixtures here: those live in
+subprocess, a bucket on the test S3 server (`S3`), and the check that a model's initial weights
+are drawn as a reference network's (`assert_drawn_alike`). No fixtures here: those live in
 conftest.py, which pytest loads by itself.
 
 `pythonpath = ["tests"]` in pyproject.toml puts this folder on `sys.path`, so every test module
@@ -276,3 +277,22 @@ def _boto_credentials() -> dict[str, str]:
         "aws_secret_access_key": c["AWS_SECRET_ACCESS_KEY"],
         "region_name": c["AWS_DEFAULT_REGION"],
     }
+
+
+def assert_drawn_alike(ours: dict, theirs: dict) -> None:
+    """Each tensor of `ours` (a state dict) is drawn from the same distribution as `theirs`
+    under its name: spread and bound within sampling noise, constants (zero biases, unit norm
+    gains) equal."""
+    import torch
+
+    for name, weight in theirs.items():
+        mine, reference = ours[name], weight.detach()
+        assert mine.shape == reference.shape, name
+        if reference.std() == 0:
+            assert torch.equal(mine, reference), name
+            continue
+        # a sample's std varies by ~0.45/sqrt(n) of itself for a uniform distribution, less
+        # for a normal one
+        noise = 4 * 0.45 / reference.numel() ** 0.5
+        assert mine.std() == pytest.approx(float(reference.std()), rel=noise + 0.01), name
+        assert mine.abs().max() == pytest.approx(float(reference.abs().max()), rel=0.15), name

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, assert_drawn_alike
 
 from arbiter.config.loading import load_config
 from arbiter.core.loop import _build
@@ -48,18 +48,7 @@ def test_with_their_weights_theos_computes_their_logits(models):
 
 def test_the_initial_weights_are_drawn_as_theirs_layer_by_layer(models):
     _, ours, reference = models
-    mapped = arbiter_names(reference)
-    for name, weight in mapped.items():
-        mine, theirs = ours.state_dict()[name], weight.detach()
-        assert mine.shape == theirs.shape, name
-        if theirs.std() == 0:  # zero-initialised biases, unit norm gains
-            assert torch.equal(mine, theirs), name
-            continue
-        # same distribution: spread and bound within sampling noise (a sample's std varies by
-        # ~0.45/sqrt(n) of itself for a uniform distribution, less for a normal one)
-        noise = 4 * 0.45 / theirs.numel() ** 0.5
-        assert mine.std() == pytest.approx(float(theirs.std()), rel=noise + 0.01), name
-        assert mine.abs().max() == pytest.approx(float(theirs.abs().max()), rel=0.15), name
+    assert_drawn_alike(ours.state_dict(), arbiter_names(reference))
 
 
 def test_their_optimizer_decays_every_tensor(models):

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from helpers import assert_drawn_alike
 from torch import nn
 
 from arbiter.config.schema import Config
@@ -135,14 +136,4 @@ def test_with_their_weights_theos_computes_their_logits(models):
 
 def test_the_initial_weights_are_drawn_as_theirs_layer_by_layer(models):
     _, ours, theirs = models
-    for name, weight in theos_names(theirs).items():
-        mine, their = ours.state_dict()[name], weight.detach()
-        assert mine.shape == their.shape, name
-        if their.std() == 0:  # LayerNorm's unit gains and zero biases
-            assert torch.equal(mine, their), name
-            continue
-        # the same distribution: spread and bound within sampling noise (a sample's std varies
-        # by ~0.45/sqrt(n) of itself for a uniform distribution, less for a normal one)
-        noise = 4 * 0.45 / their.numel() ** 0.5
-        assert mine.std() == pytest.approx(float(their.std()), rel=noise + 0.01), name
-        assert mine.abs().max() == pytest.approx(float(their.abs().max()), rel=0.15), name
+    assert_drawn_alike(ours.state_dict(), theos_names(theirs))
