@@ -103,12 +103,15 @@ def trial(tid: str, config: dict, rows: list[dict], status: str = "TERMINATED") 
 
 def table_rows(output: str) -> list[list[str]]:
     """The cells of every body row of the markdown tables in `output` (headers left out)."""
-    lines = output.splitlines()
+    lines = [line.strip() for line in output.splitlines()]
+    # a separator row: only pipes, dashes, colons and spaces (`|---|`, `| :--- | ---: |`)
+    separator = [line.startswith("|") and "-" in line and not line.strip("|-: ") for line in lines]
     rows = []
-    for line, following in zip(lines, [*lines[1:], ""], strict=True):
-        is_header = following.startswith("|---")
-        if line.startswith("|") and not line.startswith("|---") and not is_header:
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    for line, is_separator, is_header in zip(
+        lines, separator, [*separator[1:], False], strict=True
+    ):
+        if line.startswith("|") and not is_separator and not is_header:
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
     return rows
 
 
