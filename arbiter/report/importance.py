@@ -62,7 +62,14 @@ def importance(report: Report) -> Importance:
                 "so no key explains a difference."
             )
         else:
-            scores[outcome] = fanova({k: [t.config.get(k) for t in trials] for k in keys}, values)
+            try:
+                scores[outcome] = fanova(
+                    {k: [t.config.get(k) for t in trials] for k in keys}, values
+                )
+            except ModuleNotFoundError as exc:  # an install that left Optuna out (deploy/offline)
+                if exc.name != "optuna":
+                    raise
+                notes.append(f"{name}: importance needs Optuna, which is not installed here.")
     return Importance(scores, notes)
 
 

@@ -14,7 +14,6 @@ import logging
 import os
 from typing import Any
 
-import apprise
 from ray.tune import Callback
 
 from arbiter.config.schema import NotifyConfig
@@ -72,6 +71,8 @@ class Notifier(Callback):
     def send(self, event: str, body: str) -> None:
         if event not in self.events or not self.urls:
             return
+        import apprise  # only for a sweep that notifies: a slow import, and optional offline
+
         # Apprise logs each failed service itself; the warning below is the one line of it
         logging.getLogger("apprise").setLevel(logging.CRITICAL)
         services = apprise.Apprise()

@@ -9,6 +9,7 @@ does, softmax stays at 0.3), the learning rate (a log axis) how soon (1e-2 at st
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import optuna
@@ -152,3 +153,16 @@ def test_a_metric_every_trial_reaches_leaves_steps_to_grok_to_explain(tmp_path):
         "val/accuracy (best per trial): all 4 trials have the same value (1.0), so no key "
         "explains a difference."
     ]
+
+
+def test_without_optuna_the_report_says_so_instead_of_importance(tmp_path, monkeypatch):
+    """An install that left Optuna out (deploy/offline/wheels.py --leave-out optuna)."""
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails as if not installed
+    report = decided_report(tmp_path)
+    result = importance(report)
+    assert result.scores == {}
+    assert result.notes == [
+        "val/accuracy (best per trial): importance needs Optuna, which is not installed here.",
+        "steps_to_grok: importance needs Optuna, which is not installed here.",
+    ]
+    assert "importance needs Optuna" in summary_markdown(report, {})

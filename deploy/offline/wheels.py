@@ -1,0 +1,167 @@
+"""The wheels that install Arbiter on a machine with no package index (a GPU node cut off from
+the internet, an air-gapped cluster), made on a machine that has one.
+
+Run it with the Python that has Arbiter installed (the repository's `.venv`): the requirement
+tree is read from that environment, so the target gets the very versions tested here. What the
+target already has (`--have`: its `pip list --format=freeze`, or one name a line) is left out,
+torch above all; so is Ray's Java support (`ray/jars`, a third of its wheel), which Python
+trials never load. On the target, with nothing to fetch:
+
+    python3 -m pip install --no-index --no-deps .whl/*.whl
+
+    .venv/bin/python deploy/offline/wheels.py --python 3.12 --have have.txt --out .whl
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as metadata
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+# manylinux tags pip must be told one by one when it downloads for another interpreter
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
+UNUSED = {"ray": "ray/jars/"}  # files of a wheel that Arbiter never loads, by distribution
+
+
+def marker_env(python: str) -> dict[str, str]:
+    """The environment markers of CPython `python` (3.12, say) on x86-64 Linux."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+    }
+
+
+def requirement_tree(root: str, python: str, skip: set[str]) -> dict[str, str]:
+    """Every distribution `root` needs at run time under CPython `python`, extras followed, as
+    name -> the version installed in this environment; the `skip` names are neither listed nor
+    followed (the target has them, with what they need, or runs nothing that imports them)."""
+    env = marker_env(python)
+    extras_of: dict[str, set[str]] = {}
+    pending = [Requirement(root)]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        extras = set(requirement.extras)
+        if name in skip or (name in extras_of and extras <= extras_of[name]):
+            continue
+        extras_of[name] = extras_of.get(name, set()) | extras
+        for line in metadata.distribution(name).requires or []:
+            needed = Requirement(line)
+            wanted = [""] + sorted(extras_of[name])
+            if needed.marker is None or any(
+                needed.marker.evaluate({**env, "extra": e}) for e in wanted
+            ):
+                pending.append(needed)
+    return {name: metadata.version(name) for name in extras_of}
+
+
+def read_have(path: Path) -> set[str]:
+    """The distribution names of a `pip list --format=freeze` / `pip freeze` / one-a-line file."""
+    names = set()
+    for line in path.read_text().splitlines():
+        name = re.split(r"[=<>~!@ ;\[]", line.strip(), maxsplit=1)[0]
+        if name and not name.startswith("#"):
+            names.add(canonicalize_name(name))
+    return names
+
+
+def download(pins: dict[str, str], python: str, out: Path) -> None:
+    """The binary wheels of `pins` for CPython `python` on x86-64 Linux, into `out`."""
+    platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+            *("--only-binary=:all:", "--python-version", python, "--implementation", "cp"),
+            *platforms,
+            *("--dest", str(out)),
+            *(f"{name}=={version}" for name, version in sorted(pins.items())),
+        ],
+        check=True,
+    )
+
+
+def build_arbiter(out: Path) -> None:
+    """Arbiter's own wheel (pure Python, configs inside), from this checkout."""
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--wheel-dir", str(out), str(ROOT)),
+        ],
+        check=True,
+    )
+
+
+def strip(wheel: Path, prefix: str) -> None:
+    """Rewrite `wheel` without the files under `prefix`, and without their RECORD lines."""
+    slim = wheel.with_suffix(".slim")
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(slim, "w") as target:
+        for item in source.infolist():
+            if item.filename.startswith(prefix):
+                continue
+            data = source.read(item)
+            if item.filename.endswith(".dist-info/RECORD"):
+                lines = data.decode().splitlines(keepends=True)
+                data = "".join(x for x in lines if not x.startswith(prefix)).encode()
+            target.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED)
+    slim.replace(wheel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default="{}.{}".format(*sys.version_info[:2]))
+    parser.add_argument("--have", type=Path, help="what the target has: pip list --format=freeze")
+    parser.add_argument("--out", type=Path, default=ROOT / ".whl")
+    parser.add_argument(
+        "--leave-out",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="distributions the target's commands never import (optuna without "
+        "strategy = optuna or reports, apprise without [notify]), with what only they need",
+    )
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"3\.\d+", args.python):
+        parser.error(f"--python {args.python}: give a CPython version such as 3.12")
+    have = read_have(args.have) if args.have else set()
+    skip = have | {canonicalize_name(name) for name in args.leave_out}
+    pins = requirement_tree("arbiter", args.python, skip)
+    del pins["arbiter"]  # built from this checkout, not downloaded
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("*.whl"):  # one version of each: pip refuses two
+        old.unlink()
+    download(pins, args.python, args.out)
+    build_arbiter(args.out)
+    for wheel in args.out.glob("*.whl"):
+        prefix = UNUSED.get(canonicalize_name(wheel.name.split("-")[0]))
+        if prefix:
+            strip(wheel, prefix)
+    wheels = sorted(args.out.glob("*.whl"))
+    size = sum(w.stat().st_size for w in wheels)
+    print(f"{len(wheels)} wheels, {size / 2**20:.1f} MiB, in {args.out}:")
+    print("  " + " ".join(w.name.split("-")[0] for w in wheels))
+    print(f"on the target: python3 -m pip install --no-index --no-deps {args.out.name}/*.whl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""deploy/offline/wheels.py's parts: the requirement tree it reads from this environment, the
+target's package list it leaves out, and the wheel it rewrites without unused files."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "deploy" / "offline"))
+from wheels import read_have, requirement_tree, strip  # noqa: E402
+
+
+def test_the_tree_follows_extras_and_leaves_out_what_the_target_has():
+    full = requirement_tree("arbiter", "3.12", skip=set())
+    assert {"ray", "pydantic", "torch", "aiohttp-cors", "tensorboardx"} <= set(full)
+    assert "tomli" not in full  # arbiter needs it below Python 3.11 only
+    # ray[default]'s aiohttp-cors came in through the extra, and a skipped name takes with it
+    # what only it needs
+    without = requirement_tree("arbiter", "3.12", skip={"torch", "ray"})
+    assert "torch" not in without and "sympy" not in without  # sympy: torch's alone
+    assert "aiohttp-cors" not in without and "pydantic" in without
+    assert all(version[0].isdigit() for version in full.values())
+
+
+def test_the_targets_list_is_read_in_each_of_pips_forms(tmp_path):
+    listed = tmp_path / "have.txt"
+    listed.write_text(
+        "# pip list --format=freeze\nTorch==2.11.0\nnumpy @ file:///wheels/numpy.whl\n"
+        "ruamel.yaml>=0.18\nscikit_learn\n\n  pyarrow==25.0 ; python_version >= '3.9'\n"
+    )
+    assert read_have(listed) == {"torch", "numpy", "ruamel-yaml", "scikit-learn", "pyarrow"}
+
+
+def test_a_rewritten_wheel_loses_the_files_and_their_record_lines(tmp_path):
+    wheel = tmp_path / "ray-1.0-py3-none-any.whl"
+    record = (
+        "ray/__init__.py,sha256=a,1\nray/jars/ray_dist.jar,sha256=b,9\nray-1.0.dist-info/RECORD,,\n"
+    )
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("ray/__init__.py", "x = 1\n")
+        z.writestr("ray/jars/ray_dist.jar", b"\0" * 1000)
+        z.writestr("ray-1.0.dist-info/RECORD", record)
+    strip(wheel, "ray/jars/")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.namelist() == ["ray/__init__.py", "ray-1.0.dist-info/RECORD"]
+        assert z.read("ray/__init__.py") == b"x = 1\n"
+        assert "jars" not in z.read("ray-1.0.dist-info/RECORD").decode()
