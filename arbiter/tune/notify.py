@@ -71,23 +71,27 @@ class Notifier(Callback):
     def send(self, event: str, body: str) -> None:
         if event not in self.events or not self.urls:
             return
+        try:
+            sent = self._notify(f"arbiter {self.name}: {event}", body)
+        except Exception as exc:  # a notification never fails the sweep (nor a missing Apprise)
+            sent, why = False, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "a service refused it or did not answer"
+        if not sent:
+            log.warning("notify: the %s message of %s was not sent (%s)", event, self.name, why)
+
+    def _notify(self, title: str, body: str) -> bool:
+        """Apprise's notify to every URL: whether all of them took the message."""
         import apprise  # only for a sweep that notifies: a slow import, and optional offline
 
-        # Apprise logs each failed service itself; the warning below is the one line of it
+        # Apprise logs each failed service itself; send's warning is the one line of it
         logging.getLogger("apprise").setLevel(logging.CRITICAL)
         services = apprise.Apprise()
         for url in self.urls:
             services.add(url)
         for server in services:
             server.socket_connect_timeout = server.socket_read_timeout = TIMEOUT_S
-        try:
-            sent = services.notify(title=f"arbiter {self.name}: {event}", body=body)
-        except Exception as exc:  # a notification never fails the sweep
-            sent, why = False, f"{type(exc).__name__}: {exc}"
-        else:
-            why = "a service refused it or did not answer"
-        if not sent:
-            log.warning("notify: the %s message of %s was not sent (%s)", event, self.name, why)
+        return services.notify(title=title, body=body)
 
 
 def _last_line(trial: Any) -> str:

@@ -4,12 +4,12 @@ the internet, an air-gapped cluster), made on a machine that has one.
 Run it with the Python that has Arbiter installed (the repository's `.venv`): the requirement
 tree is read from that environment, so the target gets the very versions tested here. What the
 target already has (`--have`: its `pip list --format=freeze`, or one name a line) is left out,
-torch above all; so is Ray's Java support (`ray/jars`, a third of its wheel), which Python
-trials never load. On the target, with nothing to fetch:
-
-    python3 -m pip install --no-index --no-deps .whl/*.whl
+torch above all, unless its version is one a requirement excludes; so is Ray's Java support
+(`ray/jars`, a third of its wheel), which Python trials never load. Here, then on the target
+with nothing to fetch:
 
     .venv/bin/python deploy/offline/wheels.py --python 3.12 --have have.txt --out .whl
+    python3 -m pip install --no-index --no-deps --force-reinstall .whl/*.whl
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as metadata
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,6 +29,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 # manylinux tags pip must be told one by one when it downloads for another interpreter
 PLATFORMS = [
+    "manylinux_2_34_x86_64",
+    "manylinux_2_31_x86_64",
     "manylinux_2_28_x86_64",
     "manylinux_2_27_x86_64",
     "manylinux_2_17_x86_64",
@@ -51,38 +54,58 @@ def marker_env(python: str) -> dict[str, str]:
     }
 
 
-def requirement_tree(root: str, python: str, skip: set[str]) -> dict[str, str]:
+def requirement_tree(
+    root: str, python: str, have: dict[str, str | None], leave_out: set[str]
+) -> tuple[dict[str, str], list[str]]:
     """Every distribution `root` needs at run time under CPython `python`, extras followed, as
-    name -> the version installed in this environment; the `skip` names are neither listed nor
-    followed (the target has them, with what they need, or runs nothing that imports them)."""
+    name -> the version installed in this environment, and a line for each that the target has
+    in a version a requirement excludes. Neither listed nor followed: the `leave_out` names, and
+    the `have` names (the target's, with what they need) whose version, where known, fits."""
     env = marker_env(python)
     extras_of: dict[str, set[str]] = {}
-    pending = [Requirement(root)]
+    notes = []
+    pending = [(Requirement(root), root)]
     while pending:
-        requirement = pending.pop()
+        requirement, parent = pending.pop()
         name = canonicalize_name(requirement.name)
         extras = set(requirement.extras)
-        if name in skip or (name in extras_of and extras <= extras_of[name]):
+        if name in leave_out or (name in extras_of and extras <= extras_of[name]):
             continue
+        if name in have:
+            theirs = have[name]
+            if theirs is None or requirement.specifier.contains(theirs, prereleases=True):
+                continue
+            notes.append(f"the target's {name} {theirs} is not {requirement} ({parent}'s)")
         extras_of[name] = extras_of.get(name, set()) | extras
-        for line in metadata.distribution(name).requires or []:
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            raise SystemExit(
+                f"wheels.py: {name} ({parent}'s requirement under Python {python}) is not "
+                "installed here: run this script with a venv of the target's Python version"
+            ) from None
+        for line in requires:
             needed = Requirement(line)
             wanted = [""] + sorted(extras_of[name])
             if needed.marker is None or any(
                 needed.marker.evaluate({**env, "extra": e}) for e in wanted
             ):
-                pending.append(needed)
-    return {name: metadata.version(name) for name in extras_of}
+                pending.append((needed, name))
+    return {name: metadata.version(name) for name in extras_of}, notes
 
 
-def read_have(path: Path) -> set[str]:
-    """The distribution names of a `pip list --format=freeze` / `pip freeze` / one-a-line file."""
-    names = set()
+def read_have(path: Path) -> dict[str, str | None]:
+    """Name -> version (None where not given) of a `pip list --format=freeze` or `pip freeze`
+    file, or of one name a line; editable and option lines (`-e ...`) are passed over."""
+    have: dict[str, str | None] = {}
     for line in path.read_text().splitlines():
-        name = re.split(r"[=<>~!@ ;\[]", line.strip(), maxsplit=1)[0]
-        if name and not name.startswith("#"):
-            names.add(canonicalize_name(name))
-    return names
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name = re.split(r"[=<>~!@ ;\[]", line, maxsplit=1)[0]
+        pinned = re.match(r"[^=]+==\s*([^\s;]+)", line)
+        have[canonicalize_name(name)] = pinned.group(1) if pinned else None
+    return have
 
 
 def download(pins: dict[str, str], python: str, out: Path) -> None:
@@ -102,6 +125,8 @@ def download(pins: dict[str, str], python: str, out: Path) -> None:
 
 def build_arbiter(out: Path) -> None:
     """Arbiter's own wheel (pure Python, configs inside), from this checkout."""
+    # setuptools builds in build/ and never empties it: a module deleted since would ship
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
@@ -137,15 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME",
         help="distributions the target's commands never import (optuna without "
-        "strategy = optuna or reports, apprise without [notify]), with what only they need",
+        "strategy = optuna or the report's parameter importance, apprise without [notify]), "
+        "with what only they need",
     )
     args = parser.parse_args(argv)
     if not re.fullmatch(r"3\.\d+", args.python):
         parser.error(f"--python {args.python}: give a CPython version such as 3.12")
-    have = read_have(args.have) if args.have else set()
-    skip = have | {canonicalize_name(name) for name in args.leave_out}
-    pins = requirement_tree("arbiter", args.python, skip)
-    del pins["arbiter"]  # built from this checkout, not downloaded
+    have = read_have(args.have) if args.have else {}
+    have.pop("arbiter", None)  # always the checkout's own, built below
+    leave_out = {canonicalize_name(name) for name in args.leave_out}
+    pins, notes = requirement_tree("arbiter", args.python, have, leave_out)
+    del pins["arbiter"]
+    for note in notes:
+        print(f"{note}: its wheel is added")
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("*.whl"):  # one version of each: pip refuses two
         old.unlink()
@@ -159,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(w.stat().st_size for w in wheels)
     print(f"{len(wheels)} wheels, {size / 2**20:.1f} MiB, in {args.out}:")
     print("  " + " ".join(w.name.split("-")[0] for w in wheels))
-    print(f"on the target: python3 -m pip install --no-index --no-deps {args.out.name}/*.whl")
+    print(
+        "on the target: python3 -m pip install --no-index --no-deps --force-reinstall "
+        f"{args.out.name}/*.whl"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ warning and the sweep goes on; an errored trial's message names its error."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,17 @@ def test_a_service_that_does_not_answer_is_one_warning(hook, caplog) -> None:
     assert warnings == [
         "notify: the grokked message of wd was not sent (a service refused it or did not answer)"
     ]
+
+
+def test_without_apprise_a_message_is_one_warning_and_the_sweep_goes_on(
+    hook, caplog, monkeypatch
+) -> None:
+    """URLs from $ARBITER_NOTIFY_URLS on an install that left Apprise out (deploy/offline)."""
+    monkeypatch.setitem(sys.modules, "apprise", None)  # `import apprise` fails as if not there
+    Notifier("wd", [hook.url], ["stalled"]).stalled("t_00002", 400, "over 200 steps")
+    assert hook.messages() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ModuleNotFoundError" in warnings[0], warnings
 
 
 def test_urls_come_from_the_template_and_the_environment(monkeypatch) -> None:

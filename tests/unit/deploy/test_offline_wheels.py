@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import zipfile
 
+import pytest
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "deploy" / "offline"))
@@ -13,15 +14,30 @@ from wheels import read_have, requirement_tree, strip  # noqa: E402
 
 
 def test_the_tree_follows_extras_and_leaves_out_what_the_target_has():
-    full = requirement_tree("arbiter", "3.12", skip=set())
+    full, notes = requirement_tree("arbiter", "3.12", have={}, leave_out=set())
     assert {"ray", "pydantic", "torch", "aiohttp-cors", "tensorboardx"} <= set(full)
-    assert "tomli" not in full  # arbiter needs it below Python 3.11 only
-    # ray[default]'s aiohttp-cors came in through the extra, and a skipped name takes with it
-    # what only it needs
-    without = requirement_tree("arbiter", "3.12", skip={"torch", "ray"})
+    assert "tomli" not in full and notes == []  # arbiter needs tomli below Python 3.11 only
+    assert all(version[0].isdigit() for version in full.values())
+    # ray[default]'s aiohttp-cors came in through the extra; what a name left out (or had)
+    # needs goes with it unless something else needs it too
+    without, _ = requirement_tree("arbiter", "3.12", have={"torch": None}, leave_out={"ray"})
     assert "torch" not in without and "sympy" not in without  # sympy: torch's alone
     assert "aiohttp-cors" not in without and "pydantic" in without
-    assert all(version[0].isdigit() for version in full.values())
+
+
+def test_a_version_the_target_has_that_a_requirement_excludes_is_added():
+    pins, notes = requirement_tree(
+        "arbiter", "3.12", have={"torch": "2.11.0", "pydantic": "1.10.0"}, leave_out=set()
+    )
+    assert "torch" not in pins and "pydantic" in pins  # arbiter asks for pydantic>=2.7,<3
+    assert notes == ["the target's pydantic 1.10.0 is not pydantic<3,>=2.7 (arbiter's)"]
+
+
+def test_below_this_pythons_version_a_missing_requirement_is_one_line():
+    with pytest.raises(
+        SystemExit, match=r"tomli \(\w+.s requirement under Python 3.10\) is not installed here"
+    ):
+        requirement_tree("arbiter", "3.10", have={}, leave_out=set())
 
 
 def test_the_targets_list_is_read_in_each_of_pips_forms(tmp_path):
@@ -29,8 +45,15 @@ def test_the_targets_list_is_read_in_each_of_pips_forms(tmp_path):
     listed.write_text(
         "# pip list --format=freeze\nTorch==2.11.0\nnumpy @ file:///wheels/numpy.whl\n"
         "ruamel.yaml>=0.18\nscikit_learn\n\n  pyarrow==25.0 ; python_version >= '3.9'\n"
+        "-e git+https://example.org/x.git#egg=x\n"
     )
-    assert read_have(listed) == {"torch", "numpy", "ruamel-yaml", "scikit-learn", "pyarrow"}
+    assert read_have(listed) == {
+        "torch": "2.11.0",
+        "numpy": None,
+        "ruamel-yaml": None,
+        "scikit-learn": None,
+        "pyarrow": "25.0",
+    }
 
 
 def test_a_rewritten_wheel_loses_the_files_and_their_record_lines(tmp_path):
