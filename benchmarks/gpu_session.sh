@@ -31,10 +31,10 @@ if [ -x .venv/bin/python ]; then
     PY=${PY:-.venv/bin/python}
 else
     PY=${PY:-python3}
-    "$PY" -m pip install --quiet --no-index --no-deps --force-reinstall --no-compile .whl/*.whl \
-        2>&1 | tee "$OUT/install.txt" || exit 1
-    # a version the image has that a wheel does not accept shows here, before minutes are spent
-    "$PY" -m pip check 2>&1 | tee -a "$OUT/install.txt"
+    # pip refuses, before installing anything, a version of the image's that a wheel does not
+    # accept and that no carried wheel (--upgrade) can replace
+    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --find-links .whl \
+        -r .whl/requirements.txt 2>&1 | tee "$OUT/install.txt" || exit 1
 fi
 "$PY" -c "import torch, ray, arbiter.tune.tuner" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"

@@ -86,18 +86,30 @@ def test_the_wheels_install_arbiter_offline_beside_the_images_packages_and_a_swe
     ).stdout.strip()
     (Path(purelib) / "image.pth").write_text(f"{image_site}\n")
     offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_CONSTRAINT": ""}
-    missing = subprocess.run(
-        [python, "-c", "import ray"], capture_output=True, text=True, env=offline
-    )
-    assert missing.returncode, "ray is there before the wheels"
 
-    installed = subprocess.run(
-        [python, "-m", "pip", "install", "--no-index", "--no-deps", *wheels.glob("*.whl")],
-        capture_output=True,
-        text=True,
-        env=offline,
-        timeout=600,
-    )
+    def install(requirements: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [python, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", wheels]
+            + ["-r", requirements],
+            capture_output=True,
+            text=True,
+            env=offline,
+            timeout=600,
+        )
+
+    def has_ray() -> bool:
+        return not subprocess.run([python, "-c", "import ray"], env=offline).returncode
+
+    assert not has_ray()
+    # a requirement on the image's own packages that it does not meet (as an image with an old
+    # typing-extensions would) is refused before anything is installed
+    unmet = tmp_path / "unmet.txt"
+    unmet.write_text((wheels / "requirements.txt").read_text() + "torch>=99\n")
+    refused = install(unmet)
+    assert refused.returncode and "torch>=99" in refused.stderr, refused.stderr[-3000:]
+    assert not has_ray()
+
+    installed = install(wheels / "requirements.txt")
     assert installed.returncode == 0, installed.stderr[-3000:]
 
     template = write("offline.toml", tiny_run(40, {"sweep.space": '"training.seed" = [0, 1]'}))

@@ -10,27 +10,42 @@ import pytest
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "deploy" / "offline"))
-from wheels import read_have, requirement_tree, strip  # noqa: E402
+from wheels import read_have, requirement_tree, requirements_file, strip  # noqa: E402
 
 
 def test_the_tree_follows_extras_and_leaves_out_what_the_target_has():
-    full, notes = requirement_tree("arbiter", "3.12", have={}, leave_out=set())
-    assert {"ray", "pydantic", "torch", "aiohttp-cors", "tensorboardx"} <= set(full)
-    assert "tomli" not in full and notes == []  # arbiter needs tomli below Python 3.11 only
-    assert all(version[0].isdigit() for version in full.values())
+    full = requirement_tree("arbiter", "3.12", have={}, leave_out=set())
+    assert {"ray", "pydantic", "torch", "aiohttp-cors", "tensorboardx"} <= set(full.carried)
+    assert "tomli" not in full.carried  # arbiter needs it below Python 3.11 only
+    assert full.held == {} and full.notes == []
+    assert all(version[0].isdigit() for version in full.carried.values())
     # ray[default]'s aiohttp-cors came in through the extra; what a name left out (or had)
     # needs goes with it unless something else needs it too
-    without, _ = requirement_tree("arbiter", "3.12", have={"torch": None}, leave_out={"ray"})
-    assert "torch" not in without and "sympy" not in without  # sympy: torch's alone
-    assert "aiohttp-cors" not in without and "pydantic" in without
+    tree = requirement_tree("arbiter", "3.12", have={"torch": None}, leave_out={"ray"})
+    assert "torch" not in tree.carried and "sympy" not in tree.carried  # sympy: torch's alone
+    assert "aiohttp-cors" not in tree.carried and "pydantic" in tree.carried
+    assert str(tree.held["torch"]) == ">=2.4"  # what arbiter asks of the target's torch
 
 
-def test_a_version_the_target_has_that_a_requirement_excludes_is_added():
-    pins, notes = requirement_tree(
+def test_what_the_carried_wheels_ask_of_the_targets_own_is_in_the_requirements():
+    tree = requirement_tree(
+        "arbiter", "3.12", have={"typing-extensions": None, "torch": None}, leave_out=set()
+    )
+    # pydantic and pydantic-core ask for typing-extensions>=4.16 at the least (this venv's)
+    assert tree.held["typing-extensions"].contains("4.16.0")
+    assert not tree.held["typing-extensions"].contains("4.10.0")
+    lines = requirements_file(tree).splitlines()
+    assert f"pydantic=={tree.carried['pydantic']}" in lines and "torch>=2.4" in lines
+    assert any(line.startswith("typing-extensions>=") for line in lines)
+
+
+def test_a_version_the_target_has_that_a_requirement_excludes_is_carried():
+    tree = requirement_tree(
         "arbiter", "3.12", have={"torch": "2.11.0", "pydantic": "1.10.0"}, leave_out=set()
     )
-    assert "torch" not in pins and "pydantic" in pins  # arbiter asks for pydantic>=2.7,<3
-    assert notes == ["the target's pydantic 1.10.0 is not pydantic<3,>=2.7 (arbiter's)"]
+    assert "torch" not in tree.carried and "pydantic" in tree.carried  # asked: >=2.7,<3
+    assert "pydantic" not in tree.held and str(tree.held["torch"]) == ">=2.4"
+    assert tree.notes == ["the target's pydantic 1.10.0 is not pydantic<3,>=2.7 (arbiter's)"]
 
 
 def test_below_this_pythons_version_a_missing_requirement_is_one_line():
