@@ -172,7 +172,7 @@ def test_prieto_reference_smoke_test_trains_their_network_either_way(seeding) ->
 @pytest.mark.slow
 def test_packing_smoke_test_runs_the_sweep_at_each_k_on_a_logical_gpu() -> None:
     rows = table_rows(run_smoke_test("packing.py"))
-    assert [(row[0], row[1]) for row in rows] == [("plain", "1"), ("plain", "2"), ("plain", "4")]
+    assert [(row[0], row[1]) for row in rows] == [("plain", "1"), ("plain", "4")]
     assert all(number(row[2]) > 0 and number(row[3]) > 0 for row in rows)
     assert rows[0][4] == "1.00x"
     for row in rows:  # trials/hour against K = 1's, as printed
