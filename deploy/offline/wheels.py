@@ -102,9 +102,9 @@ def requirement_tree(
                 f"wheels.py: {name} ({parent}'s requirement under Python {python}) is not "
                 "installed here: run this script with a venv of the target's Python version"
             ) from None
+        wanted = [""] + sorted(extras_of[name])  # the markers' `extra` values that apply
         for line in requires:
             needed = Requirement(line)
-            wanted = [""] + sorted(extras_of[name])
             if needed.marker is None or any(
                 needed.marker.evaluate({**env, "extra": e}) for e in wanted
             ):

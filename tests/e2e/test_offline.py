@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, tiny_run
+from packaging.utils import canonicalize_name
 
 sys.path.insert(0, str(ROOT / "deploy" / "offline"))
 from wheels import read_have  # noqa: E402
@@ -34,8 +35,6 @@ LEAVE_OUT = ["virtualenv", "py-spy", "optuna", "apprise"]
 def link_distributions(names: set[str], site: Path) -> list[str]:
     """Links in `site` to every file of this environment's distributions named in `names`
     (file by file: a namespace folder such as google/ is shared with distributions left out)."""
-    from packaging.utils import canonicalize_name
-
     linked = []
     for dist in metadata.distributions():
         if canonicalize_name(dist.metadata["Name"]) not in names:
